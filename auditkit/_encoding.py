@@ -1,0 +1,48 @@
+"""JSON encoding of events and batches, with orjson when it is installed.
+
+orjson encodes an event about twenty times faster than the standard library; it is
+the optional extra ``auditkit[fast]``. Both produce compact UTF-8 JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["BATCH_OVERHEAD", "decode_json", "encode_batch", "encode_event"]
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - depends on the installed extras
+    orjson = None
+
+#: Bytes a batch body adds around its events: ``{"events":[`` and ``]}``.
+BATCH_OVERHEAD = len(b'{"events":[]}')
+
+
+def _encode_stdlib(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+if orjson is not None:
+    _dumps = orjson.dumps
+else:  # pragma: no cover - depends on the installed extras
+    _dumps = _encode_stdlib
+
+
+def encode_event(wire: dict[str, Any]) -> bytes:
+    """Encode one event's wire dict as compact UTF-8 JSON."""
+    return _dumps(wire)  # type: ignore[no-any-return]
+
+
+def encode_batch(payloads: Sequence[bytes]) -> bytes:
+    """Join encoded events into the body of one ingest request."""
+    return b'{"events":[' + b",".join(payloads) + b"]}"
+
+
+def decode_json(body: bytes | str) -> Any:
+    """Decode JSON text."""
+    if orjson is not None:
+        return orjson.loads(body)
+    return json.loads(body)  # pragma: no cover - depends on the installed extras
