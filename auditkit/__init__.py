@@ -22,6 +22,7 @@ from ._exceptions import (
     RecorderStateError as RecorderStateError,
     TransportError as TransportError,
 )
+from ._http import HttpTransport as HttpTransport
 from ._ids import new_event_id as new_event_id
 from ._outcome import DropReason as DropReason, Outcome as Outcome, Policy as Policy
 from ._recorder import Recorder as Recorder, Stats as Stats
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "DropReason",
     "Event",
+    "HttpTransport",
     "InvalidEventError",
     "Limits",
     "Outcome",
