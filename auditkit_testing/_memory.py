@@ -96,6 +96,8 @@ class InMemoryRecorder(RecorderBase):
         self._events: list[Event] = []
         self._outcomes: list[RecordedOutcome] = []
         self._waiters = SlotQueue(self._lock)
+        # Notified, with self._lock held, whenever an event is stored.
+        self._stored = threading.Condition(self._lock)
         self._warned_loop = False
         # The reason behind the outcome the current thread is about to return.
         self._reason = threading.local()
@@ -121,6 +123,24 @@ class InMemoryRecorder(RecorderBase):
             self._events.clear()
             self._outcomes.clear()
             self._grant_waiters()
+
+    def wait_for(
+        self, condition: Callable[[list[Event]], bool], timeout: float
+    ) -> bool:
+        """Block until ``condition(events)`` holds for the stored events.
+
+        Blocks the calling thread for at most ``timeout`` seconds, counted from the
+        call, waking each time an event is stored (from any thread) rather than
+        polling. ``condition`` is called with the recorder's lock held, so it must
+        not record. Thread-safe.
+
+        Returns:
+            True if the condition held, False if the timeout passed first.
+        """
+        with self._lock:
+            return self._stored.wait_for(
+                lambda: condition(list(self._events)), timeout=max(timeout, 0.0)
+            )
 
     def stats(self) -> Stats:
         """Return the counters; every enqueued event counts as delivered at once."""
@@ -224,6 +244,7 @@ class InMemoryRecorder(RecorderBase):
         self._events.append(stored)
         self._counts.enqueued += 1
         self._counts.delivered += 1
+        self._stored.notify_all()
         return Outcome.ENQUEUED
 
     def _apply_full_policy(
