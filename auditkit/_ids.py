@@ -29,6 +29,10 @@ _rng = random.Random()
 # The last second formatted, so that most timestamps cost one string operation. One
 # tuple, replaced whole, so that a reader never pairs a second with another's text.
 _last_second: tuple[int, str] = (-1, "")
+# Likewise the id's first two groups (the 48-bit millisecond), for the last one seen.
+_last_prefix: tuple[int, str] = (-1, "")
+# The variant bits of rand_b, placed above the top 14 bits of the counter's low part.
+_VARIANT = 0b10 << 14
 
 
 def new_event_id() -> str:
@@ -63,17 +67,7 @@ def next_id_and_timestamp() -> tuple[str, str]:
                 _counter = _rng.getrandbits(_SEED_BITS)
         ms = _last_ms
         counter = _counter
-    value = (
-        (ms << 80)
-        | (0x7 << 76)
-        | ((counter >> 30) << 64)
-        | (0b10 << 62)
-        | ((counter & 0x3FFFFFFF) << 32)
-        | _rng.getrandbits(32)
-    )
-    h = f"{value:032x}"
-    event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-    return event_id, _format_ns(now_ns)
+    return _format_id(ms, counter), _format_ns(now_ns)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -85,10 +79,33 @@ def format_timestamp(moment: datetime) -> str:
     )
 
 
+def _format_id(ms: int, counter: int) -> str:
+    # The layout of RFC 9562: unix_ts_ms (48 bits), ver 7 (4), rand_a = the
+    # counter's top 12 bits, var 0b10 (2), then rand_b = the counter's low 30 bits
+    # and 32 random bits. Written group by group so that only the millisecond's part
+    # is cached and the rest costs one formatting call.
+    global _last_prefix
+
+    cached_ms, prefix = _last_prefix
+    if ms != cached_ms:
+        text = f"{ms:012x}"
+        prefix = f"{text[:8]}-{text[8:]}-7"
+        _last_prefix = (ms, prefix)
+    low = counter & 0x3FFFFFFF
+    # %-formatting: measurably cheaper than an f-string with five format specs.
+    return "%s%03x-%04x-%04x%08x" % (  # noqa: UP031
+        prefix,
+        counter >> 30,
+        _VARIANT | (low >> 16),
+        low & 0xFFFF,
+        _rng.getrandbits(32),
+    )
+
+
 def _format_ns(now_ns: int) -> str:
     global _last_second
 
-    second, rest = divmod(now_ns, 1_000_000_000)
+    second = now_ns // 1_000_000_000
     cached_second, prefix = _last_second
     if second != cached_second:
         t = time.gmtime(second)
@@ -97,7 +114,7 @@ def _format_ns(now_ns: int) -> str:
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         )
         _last_second = (second, prefix)
-    return f"{prefix}.{rest // 1000:06d}Z"
+    return f"{prefix}.{now_ns // 1000 % 1_000_000:06d}Z"
 
 
 def _reset_after_fork() -> None:

@@ -76,6 +76,33 @@ _WIRE_FIELDS = frozenset(
 _PARTY_FIELDS = frozenset(("type", "id", "name", "metadata"))
 _RESULT_FIELDS = frozenset(("status", "code", "message"))
 _REQUEST_FIELDS = ("id", "method", "path", "ip", "user_agent")
+# The limit of every text field by its full name, so that a check costs one lookup.
+_TEXT_LIMITS: dict[str, int] = {
+    "action": FIELD_LIMITS["action"],
+    "tenant_id": FIELD_LIMITS["tenant_id"],
+    "result.message": FIELD_LIMITS["result.message"],
+    **{
+        f"{party}.{name}": FIELD_LIMITS[f"party.{name}"]
+        for party in ("actor", "target")
+        for name in ("type", "id", "name")
+    },
+    **{f"request.{name}": FIELD_LIMITS[f"request.{name}"] for name in _REQUEST_FIELDS},
+}
+_ACTION_LIMIT = FIELD_LIMITS["action"]
+_TENANT_LIMIT = FIELD_LIMITS["tenant_id"]
+_TYPE_LIMIT = FIELD_LIMITS["party.type"]
+_ID_LIMIT = FIELD_LIMITS["party.id"]
+_NAME_LIMIT = FIELD_LIMITS["party.name"]
+_KEY_LIMIT = FIELD_LIMITS["metadata.key"]
+# The dotted names of a party's fields, built once rather than on every check.
+_PARTY_NAMES = {
+    party: tuple(f"{party}.{name}" for name in ("type", "id", "name", "metadata"))
+    for party in ("actor", "target")
+}
+_REQUEST_CHECKS = tuple(
+    (name, f"request.{name}", FIELD_LIMITS[f"request.{name}"])
+    for name in _REQUEST_FIELDS
+)
 # Per-node allowance used to bound an event's encoded size without encoding it: JSON
 # needs at most 6 bytes per character (a control character as \u00XX) and a few bytes
 # of punctuation per value.
@@ -103,15 +130,31 @@ def snapshot_event(
     Raises:
         InvalidEventError: The content can't be encoded or breaks a limit.
     """
-    if not isinstance(event, Event):
+    if type(event) is not Event and not isinstance(event, Event):
         raise InvalidEventError(
             "", "wrong_type", f"Expected an auditkit.Event, got {_kind(event)}."
         )
     sizes = [0, 0]  # characters of text, and values, seen so far
+    # Each field takes a fast path for the common shape (exact types, short ASCII
+    # text); anything else goes through the full check, which gives the same result
+    # or raises the error naming the field. Fields are checked in wire order, so the
+    # first error is the same whichever path each field took.
+    event_id = event.id
+    if type(event_id) is not str or event_id:
+        event_id = _check_event_id(event_id, sizes)
+    action = event.action
+    if type(action) is str and len(action) <= _ACTION_LIMIT and action.isascii():
+        sizes[0] += len(action)
+        sizes[1] += 1
+    else:
+        action = _check_text(action, "action", sizes, allow_empty=True)
+    occurred_at = event.occurred_at
     wire = {
-        "id": _check_event_id(event.id, sizes),
-        "action": _check_text(event.action, "action", sizes, allow_empty=True),
-        "occurred_at": _format_occurred_at(event.occurred_at),
+        "id": event_id,
+        "action": action,
+        "occurred_at": None
+        if occurred_at is None
+        else _format_occurred_at(occurred_at),
         "actor": _snapshot_party(event.actor, "actor", Actor, sizes),
         "target": _snapshot_party(event.target, "target", Target, sizes),
         "result": _snapshot_result(event.result, sizes),
@@ -119,13 +162,18 @@ def snapshot_event(
         "request": _snapshot_request(event.request, sizes),
         "metadata": _copy_metadata(event.metadata, "metadata", sizes),
     }
-    if fill and (not wire["id"] or wire["occurred_at"] is None):
+    if fill and (not event_id or occurred_at is None):
         new_id, now = stamp if stamp is not None else next_id_and_timestamp()
-        wire["id"] = wire["id"] or new_id
-        if wire["occurred_at"] is None:
+        if not event_id:
+            wire["id"] = new_id
+        if occurred_at is None:
             wire["occurred_at"] = now
     if max_event_bytes is not None:
-        _check_size(wire, sizes, max_event_bytes)
+        bound = (
+            _ENVELOPE_BYTES + _BYTES_PER_CHAR * sizes[0] + _BYTES_PER_NODE * sizes[1]
+        )
+        if bound > max_event_bytes:
+            _check_size(wire, sizes, max_event_bytes)
     return wire
 
 
@@ -224,7 +272,7 @@ def _check_text(
         value = str.__str__(value)  # a str subclass (an enum member) as plain text
     if not value and not allow_empty:
         raise InvalidEventError(field, "empty", "Must not be empty.")
-    limit = FIELD_LIMITS[_limit_key(field)]
+    limit = _TEXT_LIMITS.get(field) or FIELD_LIMITS[_limit_key(field)]
     if len(value) > limit:
         raise InvalidEventError(
             field,
@@ -234,12 +282,21 @@ def _check_text(
     _check_utf8(value, field)
     sizes[0] += len(value)
     sizes[1] += 1
-    return value
+    text: str = value
+    return text
 
 
 def _check_optional_text(value: Any, field: str, sizes: list[int]) -> str | None:
     if value is None:
         return None
+    if (
+        type(value) is str
+        and 0 < len(value) <= _TEXT_LIMITS.get(field, 0)
+        and value.isascii()
+    ):
+        sizes[0] += len(value)
+        sizes[1] += 1
+        return value
     return _check_text(value, field, sizes)
 
 
@@ -263,9 +320,7 @@ def _check_utf8(value: str, field: str) -> None:
         ) from None
 
 
-def _check_event_id(
-    value: Any, sizes: list[int], *, allow_empty: bool = True
-) -> str:
+def _check_event_id(value: Any, sizes: list[int], *, allow_empty: bool = True) -> str:
     if type(value) is not str:
         raise InvalidEventError(
             "id", "wrong_type", f"Expected a UUID string, got {_kind(value)}."
@@ -297,7 +352,15 @@ def _format_occurred_at(value: Any) -> str | None:
             "naive_datetime",
             "Has no timezone; use an aware datetime such as datetime.now(UTC).",
         )
-    return format_timestamp(value)
+    try:
+        return format_timestamp(value)
+    except OverflowError:
+        # Year 1 or 9999 with an offset that moves it out of datetime's range in UTC.
+        raise InvalidEventError(
+            "occurred_at",
+            "out_of_range",
+            "Falls outside the years 1 to 9999 once converted to UTC.",
+        ) from None
 
 
 def _parse_occurred_at(value: Any) -> str:
@@ -325,17 +388,32 @@ def _snapshot_party(
 ) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, cls):
+    if type(value) is not cls and not isinstance(value, cls):
         raise InvalidEventError(
             field,
             "wrong_type",
             f"Expected an auditkit.{cls.__name__}, got {_kind(value)}.",
         )
+    names = _PARTY_NAMES[field]
+    kind, ident, name = value.type, value.id, value.name
+    if (
+        type(kind) is str
+        and type(ident) is str
+        and 0 < len(kind) <= _TYPE_LIMIT
+        and 0 < len(ident) <= _ID_LIMIT
+        and kind.isascii()
+        and ident.isascii()
+    ):
+        sizes[0] += len(kind) + len(ident)
+        sizes[1] += 2
+    else:
+        kind = _check_text(kind, names[0], sizes)
+        ident = _check_text(ident, names[1], sizes)
     return {
-        "type": _check_text(value.type, f"{field}.type", sizes),
-        "id": _check_text(value.id, f"{field}.id", sizes),
-        "name": _check_optional_text(value.name, f"{field}.name", sizes),
-        "metadata": _copy_metadata(value.metadata, f"{field}.metadata", sizes),
+        "type": kind,
+        "id": ident,
+        "name": None if name is None else _check_optional_text(name, names[2], sizes),
+        "metadata": _copy_metadata(value.metadata, names[3], sizes),
     }
 
 
@@ -410,16 +488,24 @@ def _check_result_fields(
 def _snapshot_request(value: Any, sizes: list[int]) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, RequestInfo):
+    if type(value) is not RequestInfo and not isinstance(value, RequestInfo):
         raise InvalidEventError(
             "request",
             "wrong_type",
             f"Expected an auditkit.RequestInfo, got {_kind(value)}.",
         )
-    return {
-        name: _check_optional_text(getattr(value, name), f"request.{name}", sizes)
-        for name in _REQUEST_FIELDS
-    }
+    copied: dict[str, Any] = {}
+    for name, field, limit in _REQUEST_CHECKS:
+        text = getattr(value, name)
+        if text is None:
+            copied[name] = None
+        elif type(text) is str and 0 < len(text) <= limit and text.isascii():
+            sizes[0] += len(text)
+            sizes[1] += 1
+            copied[name] = text
+        else:
+            copied[name] = _check_text(text, field, sizes)
+    return copied
 
 
 def _parse_request(value: Any, sizes: list[int]) -> dict[str, Any] | None:
@@ -437,16 +523,53 @@ def _parse_request(value: Any, sizes: list[int]) -> dict[str, Any] | None:
 
 
 def _copy_metadata(value: Any, field: str, sizes: list[int]) -> dict[str, Any]:
-    if not isinstance(value, dict):
+    if type(value) is dict:
+        if not value:
+            sizes[1] += 1
+            return {}
+        copied = _copy_flat_object(value, sizes)
+        if copied is not None:
+            return copied
+    elif not isinstance(value, dict):
         raise InvalidEventError(
             field, "wrong_type", f"Expected a dict, got {_kind(value)}."
         )
     try:
-        copied: dict[str, Any] = _copy_json(value, 1, sizes)
+        copied = _copy_json(value, 1, sizes)
     except InvalidEventError as exc:
         path = f"{field}{exc.field}"
         raise InvalidEventError(path, exc.code, exc.message) from None
-    return copied
+    return copied  # type: ignore[no-any-return]
+
+
+def _copy_flat_object(value: dict[Any, Any], sizes: list[int]) -> dict[str, Any] | None:
+    """Copy a dict of short ASCII keys and scalar values, the common metadata shape.
+
+    Returns None, having counted nothing, for anything else (a nested value, a long
+    or non-ASCII key or text, a subclass, a value out of range): the caller then
+    copies it with the full checks, which accept it or name what is wrong.
+    """
+    chars = 0
+    for key, item in value.items():
+        if type(key) is not str or len(key) > _KEY_LIMIT or not key.isascii():
+            return None
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                return None
+            chars += len(item)
+        elif kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return None
+        elif kind is float:
+            if item - item != 0.0:  # inf or nan
+                return None
+        elif item is not None and kind is not bool:
+            return None
+        chars += len(key)
+    sizes[0] += chars
+    sizes[1] += len(value) + 1
+    return dict(value)
 
 
 def _copy_json(value: Any, depth: int, sizes: list[int]) -> Any:
@@ -517,7 +640,9 @@ def _copy_json_object(value: dict[Any, Any], depth: int, sizes: list[int]) -> An
     return copied
 
 
-def _copy_json_array(value: list[Any] | tuple[Any, ...], depth: int, sizes: list[int]) -> Any:
+def _copy_json_array(
+    value: list[Any] | tuple[Any, ...], depth: int, sizes: list[int]
+) -> Any:
     copied = []
     for index, item in enumerate(value):
         try:
