@@ -5,10 +5,10 @@ content, cancellation): those are reported as an :class:`~auditkit.Outcome`. The
 exceptions below are for programming errors and for helpers that validate on demand::
 
     AuditkitError
-    ├── ConfigurationError   (also a ValueError)  bad constructor argument or option
-    ├── InvalidEventError    (also a ValueError)  content that can't be sent as is
-    ├── RecorderStateError   (also a RuntimeError) an operation the recorder's state forbids
-    └── TransportError       (also an OSError)    the audit service could not be reached
+    ├── ConfigurationError  (ValueError)    a bad constructor argument or option
+    ├── InvalidEventError   (ValueError)    content that can't be sent as it is
+    ├── RecorderStateError  (RuntimeError)  a call the recorder's state forbids
+    └── TransportError      (OSError)       the audit service could not be reached
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Policy(enum.Enum):
 
 
 class DropReason(enum.StrEnum):
-    """Why an event was dropped, as passed to a recorder's ``on_drop(event, reason)``."""
+    """Why an event was dropped: the ``reason`` of ``on_drop(event, reason)``."""
 
     #: The buffer was full and the new event was refused.
     BUFFER_FULL = "buffer_full"

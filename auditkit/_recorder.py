@@ -123,6 +123,20 @@ class _Counters:
 
     __slots__ = tuple(field.name for field in dataclasses.fields(Stats))
 
+    enqueued: int
+    delivered: int
+    dropped: int
+    evicted: int
+    skipped: int
+    cancelled: int
+    invalid: int
+    timed_out: int
+    deferred: int
+    failed: int
+    retried: int
+    depth: int
+    in_flight: int
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
