@@ -7,6 +7,7 @@ worker batches the events and ships them to the audit service.
 
 from __future__ import annotations
 
+from ._buffered import BufferedRecorder as BufferedRecorder
 from ._config import Limits as Limits
 from ._events import (
     Actor as Actor,
@@ -44,6 +45,7 @@ __all__ = [
     "Actor",
     "AuditkitError",
     "Batch",
+    "BufferedRecorder",
     "ConfigurationError",
     "DropReason",
     "Event",

@@ -29,6 +29,7 @@ class WaitEnd(enum.Enum):
     GRANTED = "granted"  # the caller holds a slot and must fill it now
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    CLOSED = "closed"  # the owner stopped taking events: see SlotQueue.release_all
 
 
 class _Waiter:
@@ -75,6 +76,8 @@ class SlotQueue:
         #: Slots handed to waiters that have not filled them yet. The owner counts
         #: them as taken: free space is ``capacity - len(buffer) - reserved``.
         self.reserved = 0
+        # Set once, under the owner's lock, by release_all().
+        self._released = False
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -92,6 +95,19 @@ class SlotQueue:
         """Forget every waiter and reservation (a forked child's fresh start)."""
         self._queue.clear()
         self.reserved = 0
+        self._released = False
+
+    def release_all(self) -> None:
+        """Send every waiter not yet served away with :attr:`WaitEnd.CLOSED`.
+
+        For an owner that is closing: waiters already served keep their slot, and
+        later calls to :meth:`wait` or :meth:`await_slot` return ``CLOSED`` at once.
+        """
+        self._released = True
+        waiters = list(self._queue)
+        self._queue.clear()
+        for waiter in waiters:
+            waiter.wake()
 
     def wait(self, deadline: float | None, scope: Scope | None) -> WaitEnd:
         """Block the calling thread until it is served a slot, ``deadline`` passes
@@ -100,6 +116,8 @@ class SlotQueue:
         On :attr:`WaitEnd.GRANTED` the caller's reservation is already released from
         :attr:`reserved`: it must fill the slot before it releases the lock.
         """
+        if self._released:
+            return WaitEnd.CLOSED
         signal = threading.Event()
         waiter = _Waiter(signal, None)
         self._queue.append(waiter)
@@ -107,15 +125,13 @@ class SlotQueue:
         try:
             self._lock.release()
             try:
-                while not signal.is_set():
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        break
-                    signal.wait(remaining)
-                    if scope is not None and scope.cancelled:
-                        break
+                self._wait_signal(signal, deadline, scope)
             finally:
                 self._lock.acquire()
+        except BaseException:
+            # KeyboardInterrupt and the like: leave no waiter or slot behind.
+            self._give_up(waiter)
+            raise
         finally:
             if unregister is not None:
                 unregister()
@@ -127,6 +143,8 @@ class SlotQueue:
         If the task is cancelled, :class:`asyncio.CancelledError` propagates, with the
         lock held, after the waiter left the queue or passed its slot on.
         """
+        if self._released:
+            return WaitEnd.CLOSED
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         waiter = _Waiter(future, loop)
@@ -144,6 +162,18 @@ class SlotQueue:
                 unregister()
         self._lock.acquire()
         return self._settle(waiter, scope)
+
+    @staticmethod
+    def _wait_signal(
+        signal: threading.Event, deadline: float | None, scope: Scope | None
+    ) -> None:
+        while not signal.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            signal.wait(remaining)
+            if scope is not None and scope.cancelled:
+                return
 
     @staticmethod
     async def _await_signal(
@@ -166,15 +196,18 @@ class SlotQueue:
             self.reserved -= 1
             return WaitEnd.GRANTED
         self._give_up(waiter)
-        return WaitEnd.CANCELLED if cancelled else WaitEnd.TIMED_OUT
+        if cancelled:
+            return WaitEnd.CANCELLED
+        return WaitEnd.CLOSED if self._released else WaitEnd.TIMED_OUT
 
     def _give_up(self, waiter: _Waiter) -> None:
         if waiter.granted:
             # Served just as it gave up: pass the slot on to the next in line.
             self.reserved -= 1
-            self.grant(1)
+            if not self._released:
+                self.grant(1)
         else:
             try:
                 self._queue.remove(waiter)
-            except ValueError:  # pragma: no cover - a waiter is served or queued
+            except ValueError:  # sent away by release_all()
                 pass
