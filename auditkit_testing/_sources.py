@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, final, runtime_checkable
 
@@ -10,10 +11,14 @@ from auditkit import Event
 
 from ._memory import InMemoryRecorder, RecordedOutcome
 
-__all__ = ["AuditSource", "SourceView", "view_source"]
+__all__ = ["AuditSource", "SourceView", "register_alias", "view_source"]
 
 #: The condition a wait hook waits for: it gets the events held so far.
 Condition = Callable[[Sequence[Event]], bool]
+
+# Objects that are not sources themselves but stand for one, such as the recorder
+# the audit_buffered_recorder fixture makes, which stands for its server.
+_ALIASES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @runtime_checkable
@@ -56,6 +61,10 @@ def view_source(source: Any) -> SourceView:
     Raises:
         TypeError: ``source`` is not something events can be read from.
     """
+    try:
+        source = _ALIASES.get(source, source)
+    except TypeError:
+        pass  # unhashable or not weakly referable: not an alias
     if isinstance(source, InMemoryRecorder):
         return SourceView(
             "the in-memory recorder",
@@ -81,6 +90,11 @@ def view_source(source: Any) -> SourceView:
         "audit_events() method. (A BufferedRecorder only sends events: assert on "
         "the server or the mock it sends them to.)"
     )
+
+
+def register_alias(obj: Any, source: Any) -> None:
+    """Make the assertions read ``source`` when given ``obj``, while ``obj`` lives."""
+    _ALIASES[obj] = source
 
 
 def _view_list(events: Sequence[Any]) -> SourceView:
