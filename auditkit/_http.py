@@ -100,9 +100,7 @@ class HttpTransport:
             verify="/etc/ssl/internal-ca.pem",
             timeout=httpx.Timeout(connect=2.0, read=10.0, write=10.0, pool=2.0),
         )
-        recorder = auditkit.BufferedRecorder(
-            "https://audit.internal", api_key, transport=transport
-        )
+        recorder = auditkit.BufferedRecorder(transport=transport)
 
     Args:
         endpoint: The service's base URL, ``http://`` or ``https://``.
