@@ -1,0 +1,3 @@
+"""Tests of the buffered recorder, against transports written for the tests."""
+
+from __future__ import annotations
