@@ -230,7 +230,8 @@ class _Inflater:
                 if self._inflater.eof:
                     # The rest belongs to a further gzip member, as in `cat a.gz b.gz`.
                     data = self._inflater.unused_data
-                    self._inflater = zlib.decompressobj(_GZIP_WBITS)
+                    if data:
+                        self._inflater = zlib.decompressobj(_GZIP_WBITS)
                 else:
                     data = self._inflater.unconsumed_tail
         except zlib.error as exc:

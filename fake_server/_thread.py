@@ -73,7 +73,9 @@ def serve_in_thread(
 def bind_socket(host: str, port: int) -> socket.socket:
     """Return a listening TCP socket on ``host:port`` (0 picks a free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # asyncio turns Nagle's algorithm off only on sockets whose proto says TCP;
+    # with it on, each answer written in two parts waits for a delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
