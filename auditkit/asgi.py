@@ -6,7 +6,6 @@ it speaks the ASGI 3 interface directly.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -228,23 +227,26 @@ class AuditMiddleware:
 
     async def _enqueue(self, deferred: Deferred, extra: Event | None) -> None:
         pending = list(deferred)
-        try:
-            while pending:
-                recorder, event, stamp = pending[0]
+        while pending:
+            recorder, event, stamp = pending.pop(0)
+            try:
                 await recorder._aenqueue_deferred(event, stamp)
-                pending.pop(0)
-            if extra is not None:
+            except BaseException:
+                # Cancelled while this event waited for buffer space (the recorder
+                # reports it as dropped). The others were accepted as well: enqueue
+                # them without waiting, then let the cancellation go on.
+                for other, other_event, other_stamp in pending:
+                    other._enqueue_deferred(other_event, other_stamp)
+                if extra is not None:
+                    self.recorder.record(extra)
+                raise
+        if extra is not None:
+            try:
                 await self.recorder.arecord(extra)
-                extra = None
-        except asyncio.CancelledError:
-            # The task was cancelled while waiting for buffer space. These events
-            # were accepted already: enqueue them without waiting, then go on
-            # cancelling.
-            for recorder, event, stamp in pending:
-                recorder._enqueue_deferred(event, stamp)
-            if extra is not None:
+            except BaseException:
+                # arecord() enqueues nothing when cancelled; record() never waits.
                 self.recorder.record(extra)
-            raise
+                raise
 
     def _request_info(self, scope: ASGIScope) -> RequestInfo:
         headers = _collect_headers(
