@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +36,11 @@ class Action:
 class ScriptedServer:
     """The running server: its URL, and what it received."""
 
-    def __init__(self, actions: list[Action]) -> None:
+    def __init__(
+        self, actions: list[Action], tls: ssl.SSLContext | None = None
+    ) -> None:
         self._actions = list(actions)
+        self._tls = tls
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -48,7 +52,7 @@ class ScriptedServer:
         self.connections = 0
         host, port = self._listener.getsockname()[:2]
         #: The base URL to give the transport.
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{port}"
 
     def start(self) -> None:
         thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -82,6 +86,14 @@ class ScriptedServer:
             return self._actions.pop(0) if self._actions else Action("answer")
 
     def _serve(self, connection: socket.socket) -> None:
+        if self._tls is not None:
+            connection.settimeout(10)
+            try:
+                connection = self._tls.wrap_socket(connection, server_side=True)
+            except (ssl.SSLError, OSError):
+                # The client refused the certificate, or offered none.
+                connection.close()
+                return
         connection.settimeout(0.05)
         reader = _Reader(connection, self._stop)
         with connection:
@@ -157,9 +169,11 @@ def _answer(action: Action) -> bytes:
 
 
 @contextmanager
-def scripted_server(actions: list[Action]) -> Iterator[ScriptedServer]:
+def scripted_server(
+    actions: list[Action], tls: ssl.SSLContext | None = None
+) -> Iterator[ScriptedServer]:
     """Run a :class:`ScriptedServer` for the ``with`` block, then stop it."""
-    server = ScriptedServer(actions)
+    server = ScriptedServer(actions, tls)
     server.start()
     try:
         yield server
