@@ -51,6 +51,9 @@ class AuditAssertionError(AssertionError):
     events with a field-by-field diff, and the record calls that stored nothing.
     """
 
+    # Shown in tracebacks under the name users import it by.
+    __module__ = "auditkit_testing"
+
 
 def assert_recorded(
     source: Any,
