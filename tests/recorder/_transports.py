@@ -103,28 +103,47 @@ class FailingTransport(RecordingTransport):
 
 
 class HangingTransport(RecordingTransport):
-    """Parks every send until :attr:`release` is set, then delivers."""
+    """Parks every send until :attr:`release` is set (then delivers everything),
+    or until :meth:`allow` lets one through."""
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
-        # Guarded by cond: sends that started, and sends still parked.
+        # Guarded by cond: sends that started, sends still parked, and sends
+        # allowed through before release.
         self.entered = 0
         self.parked = 0
+        self.permits = 0
 
     def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         with self.cond:
             self.entered += 1
             self.parked += 1
             self.cond.notify_all()
-        self.release.wait(BOUND * 3)
-        with self.cond:
+            self.cond.wait_for(self._may_pass, BOUND * 3)
             self.parked -= 1
+            if not self.release.is_set():
+                self.permits -= 1
         return super().send(batch, timeout=timeout)
+
+    def allow(self, count: int = 1) -> None:
+        """Let ``count`` more sends through."""
+        with self.cond:
+            self.permits += count
+            self.cond.notify_all()
+
+    def open(self) -> None:
+        """Let every send through, now and later."""
+        with self.cond:
+            self.release.set()
+            self.cond.notify_all()
 
     def wait_parked(self, count: int = 1) -> bool:
         """Wait until ``count`` sends are parked."""
         return wait_for(lambda: self.parked >= count, self.cond)
+
+    def _may_pass(self) -> bool:
+        return self.release.is_set() or self.permits > 0
 
 
 class ScriptedTransport(RecordingTransport):

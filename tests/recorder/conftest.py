@@ -26,7 +26,7 @@ def make_recorder() -> Iterator[Callable[..., BufferedRecorder]]:
     yield make
     for built, transport in made:
         if isinstance(transport, HangingTransport):
-            transport.release.set()
+            transport.open()
         built.close(timeout=BOUND)
 
 

@@ -68,7 +68,7 @@ def test_waiters_are_served_in_arrival_order(make_recorder: MakeRecorder) -> Non
         threads.append(thread)
         assert wait_waiters(n - 1)
 
-    transport.release.set()
+    transport.open()
     for thread in threads:
         thread.join(BOUND)
 
@@ -160,7 +160,7 @@ async def test_arecord_waits_without_blocking_the_loop(
     # The loop keeps running other work while the task waits for space.
     assert await until(lambda: len(recorder._waiters) == 1)
     assert not task.done()
-    transport.release.set()
+    transport.open()
 
     assert await asyncio.wait_for(task, BOUND) is Outcome.ENQUEUED
     assert wait_waiters(0)
@@ -211,7 +211,7 @@ def test_deferred_event_waits_for_space_when_its_scope_closes(
 
     thread, _ = _in_thread(handler)
     assert wait_waiters(1)
-    transport.release.set()
+    transport.open()
     thread.join(BOUND)
 
     assert recorder.flush(timeout=BOUND)
@@ -248,7 +248,7 @@ async def test_async_scope_exit_awaits_space_for_its_deferred_event(
 
     task = asyncio.create_task(handler())
     assert await until(lambda: len(recorder._waiters) == 1)
-    transport.release.set()
+    transport.open()
     await asyncio.wait_for(task, BOUND)
 
     assert await asyncio.to_thread(recorder.flush, BOUND)

@@ -152,7 +152,7 @@ def test_enqueue_takes_a_snapshot(make_recorder: MakeRecorder) -> None:
     event.metadata["n"] = 99
     event.tenant_id = "changed"
     event.actor.id = "someone else"  # type: ignore[union-attr]
-    transport.release.set()
+    transport.open()
 
     assert recorder.flush(timeout=BOUND)
     [wire] = transport.wires
