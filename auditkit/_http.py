@@ -215,17 +215,9 @@ class HttpTransport:
             (with the service's ``Retry-After``, capped), ``TOO_LARGE`` or
             ``FAILED``.
         """
-        if self._closed:
-            return SendResult.failed("The transport is closed.")
-        if timeout is not None and timeout <= 0:
-            return SendResult.retry("No time was left to send the batch.")
-        if len(batch) > MAX_BATCH_EVENTS or len(batch.body) > MAX_BATCH_BYTES:
-            # A well-behaved client never provokes a 413 on purpose.
-            return SendResult.too_large(
-                f"The batch ({len(batch)} events, {len(batch.body)} bytes) is over "
-                f"the protocol's limits of {MAX_BATCH_EVENTS} events and "
-                f"{MAX_BATCH_BYTES} bytes per request."
-            )
+        unsendable = self._refuse_before_sending(batch, timeout)
+        if unsendable is not None:
+            return unsendable
 
         content, headers = self._encode(batch)
         started = time.monotonic()
@@ -313,6 +305,22 @@ class HttpTransport:
         # pooled connections are shared with the parent process.
         if self._owns_client and not self._closed:
             self._client = self._build_client()
+
+    def _refuse_before_sending(
+        self, batch: Batch, timeout: float | None
+    ) -> SendResult | None:
+        if self._closed:
+            return SendResult.failed("The transport is closed.")
+        if timeout is not None and timeout <= 0:
+            return SendResult.retry("No time was left to send the batch.")
+        if len(batch) > MAX_BATCH_EVENTS or len(batch.body) > MAX_BATCH_BYTES:
+            # A well-behaved client never provokes a 413 on purpose.
+            return SendResult.too_large(
+                f"The batch ({len(batch)} events, {len(batch.body)} bytes) is over "
+                f"the protocol's limits of {MAX_BATCH_EVENTS} events and "
+                f"{MAX_BATCH_BYTES} bytes per request."
+            )
+        return None
 
     def _build_client(self) -> httpx.Client:
         return httpx.Client(

@@ -796,3 +796,14 @@ def test_fetch_limits_raises_transport_error_when_unreachable(
         transport.fetch_limits()
 
     assert isinstance(raised.value.__cause__, httpx.ConnectError)
+
+
+def test_send_with_no_time_left_asks_for_a_retry_without_a_request(
+    service: respx.MockRouter, transport: HttpTransport
+) -> None:
+    route = service.post(EVENTS_URL).mock(return_value=_accepted(1))
+
+    result = transport.send(make_batch(1), timeout=0)
+
+    assert result.status is SendStatus.RETRY
+    assert route.call_count == 0
