@@ -118,6 +118,7 @@ class SlotQueue:
         """
         if self._released:
             return WaitEnd.CLOSED
+        deadline = _earliest(deadline, scope.deadline if scope is not None else None)
         signal = threading.Event()
         waiter = _Waiter(signal, None)
         self._queue.append(waiter)
@@ -145,6 +146,7 @@ class SlotQueue:
         """
         if self._released:
             return WaitEnd.CLOSED
+        deadline = _earliest(deadline, scope.deadline if scope is not None else None)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         waiter = _Waiter(future, loop)
@@ -211,3 +213,10 @@ class SlotQueue:
                 self._queue.remove(waiter)
             except ValueError:  # sent away by release_all()
                 pass
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    # A scope's deadline ends a wait even when the call set no timeout of its own.
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b)
