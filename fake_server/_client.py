@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gzip as gzip_module
 import json
+import ssl
 from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
@@ -115,7 +117,10 @@ class Client:
         self.namespace = namespace
         self._timeout = timeout
         self._http = httpx.Client(
-            base_url=url.rstrip("/"), headers=headers, timeout=timeout
+            base_url=url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            verify=_ssl_context(),
         )
 
     def __repr__(self) -> str:
@@ -278,6 +283,12 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return _check(self._http.request(method, path, **kwargs))
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes tens of milliseconds; tests make many clients.
+    return httpx.create_ssl_context()
 
 
 def _check(response: httpx.Response) -> Any:

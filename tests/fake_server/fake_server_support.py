@@ -34,6 +34,26 @@ class Running:
 
 
 @contextlib.contextmanager
+def attach(
+    server: fake_server.ServerHandle,
+    *,
+    namespace: str | None = None,
+    api_key: str = "k",
+) -> Iterator[Running]:
+    """Yield clients for ``server`` in ``namespace`` (a fresh one by default)."""
+    namespace = namespace or unique_namespace()
+    headers = {
+        "authorization": f"Bearer {api_key}",
+        fake_server.NAMESPACE_HEADER: namespace,
+    }
+    with (
+        server.client(namespace=namespace, api_key=api_key) as client,
+        httpx.Client(base_url=server.url, headers=headers, timeout=10) as http,
+    ):
+        yield Running(server, client, http)
+
+
+@contextlib.contextmanager
 def running(
     *, namespace: str | None = None, api_key: str = "k", **options: Any
 ) -> Iterator[Running]:
