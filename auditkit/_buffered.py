@@ -311,17 +311,24 @@ class BufferedRecorder(RecorderBase):
         timeout: float | None,
         current: Scope | None,
     ) -> Outcome:
+        # The hot path: one lock hold, an append and two counters.
         if self._pid != _getpid():
             self._check_fork()
-        if self._block and not _is_loop_running():
+        if self._block:
+            if _is_loop_running():
+                return self._put_no_wait(wire, event)
             return self._put_waiting(wire, _deadline_for(timeout, current), current)
+        evicted = None
         with self._lock:
             if self._closed:
                 return Outcome.CLOSED
-            if not self._block and len(self._buffer) < self._capacity:
+            if len(self._buffer) < self._capacity:
                 self._append(wire)
                 return Outcome.ENQUEUED
-        return self._put_full(wire, event)
+            self._counts.dropped += 1
+            if self._policy is Policy.DROP_OLDEST:
+                evicted = self._evict_and_append(wire)
+        return self._report_full(event, evicted)
 
     async def _aput(
         self,
@@ -379,17 +386,7 @@ class BufferedRecorder(RecorderBase):
         self._call_on_drop(event, DropReason.RECORDER_CLOSED)
 
     def _put_no_wait(self, wire: dict[str, Any], event: Event) -> Outcome:
-        with self._lock:
-            if self._closed:
-                return Outcome.CLOSED
-            if self._has_room():
-                self._append(wire)
-                return Outcome.ENQUEUED
-        return self._put_full(wire, event)
-
-    def _put_full(self, wire: dict[str, Any], event: Event) -> Outcome:
-        """Apply the policy to a buffer that was full a moment ago."""
-        evicted: dict[str, Any] | None = None
+        evicted = None
         with self._lock:
             if self._closed:
                 return Outcome.CLOSED
@@ -398,19 +395,8 @@ class BufferedRecorder(RecorderBase):
                 return Outcome.ENQUEUED
             self._counts.dropped += 1
             if self._policy is Policy.DROP_OLDEST:
-                evicted = self._buffer.popleft()
-                self._taken += 1
-                self._counts.evicted += 1
-                self._append(wire)
-                if self._flush_waiters:
-                    self._settled.notify_all()
-        if evicted is not None:
-            self._report_drop(evicted, DropReason.EVICTED)
-            return Outcome.ENQUEUED
-        if self._block:
-            self._warn_loop_once()
-        self._report_drop(event, DropReason.BUFFER_FULL)
-        return Outcome.DROPPED
+                evicted = self._evict_and_append(wire)
+        return self._report_full(event, evicted)
 
     def _put_waiting(
         self, wire: dict[str, Any], deadline: float | None, current: Scope | None
@@ -443,6 +429,15 @@ class BufferedRecorder(RecorderBase):
         if self._worker is None:
             self._ensure_worker()
 
+    def _evict_and_append(self, wire: dict[str, Any]) -> dict[str, Any]:
+        evicted = self._buffer.popleft()
+        self._taken += 1
+        self._counts.evicted += 1
+        self._append(wire)
+        if self._flush_waiters:
+            self._settled.notify_all()
+        return evicted
+
     def _finish_wait(self, end: WaitEnd, wire: dict[str, Any]) -> Outcome:
         if end is WaitEnd.GRANTED:
             if self._stopped:
@@ -469,6 +464,17 @@ class BufferedRecorder(RecorderBase):
         return Outcome.DROPPED
 
     # Reporting, without the lock.
+
+    def _report_full(self, event: Event, evicted: dict[str, Any] | None) -> Outcome:
+        """Report what a full buffer did: evicted the oldest event, or dropped
+        this one."""
+        if evicted is not None:
+            self._report_drop(evicted, DropReason.EVICTED)
+            return Outcome.ENQUEUED
+        if self._block:
+            self._warn_loop_once()
+        self._report_drop(event, DropReason.BUFFER_FULL)
+        return Outcome.DROPPED
 
     def _report_deferred(self, outcome: Outcome, event: Event) -> Outcome:
         if outcome is Outcome.DROPPED:

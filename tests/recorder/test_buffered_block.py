@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -40,6 +41,10 @@ def _full(
     return recorder, transport
 
 
+def _record(recorder: BufferedRecorder, n: int) -> Outcome:
+    return recorder.record(make_event(n), timeout=BOUND)
+
+
 def _untouched(recorder: BufferedRecorder) -> bool:
     """The buffer holds event 1 only, and no waiter or reserved slot is left."""
     return (
@@ -62,9 +67,7 @@ def test_waiters_are_served_in_arrival_order(make_recorder: MakeRecorder) -> Non
     wait_waiters = watch_waiters(recorder)
     threads = []
     for n in (2, 3, 4):
-        thread, _ = _in_thread(
-            lambda n=n: recorder.record(make_event(n), timeout=BOUND)
-        )
+        thread, _ = _in_thread(functools.partial(_record, recorder, n))
         threads.append(thread)
         assert wait_waiters(n - 1)
 
