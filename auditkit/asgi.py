@@ -26,17 +26,28 @@ from ._middleware import (
 )
 from ._recorder import Recorder
 
-__all__ = ["ASGIApp", "ActorHook", "AuditMiddleware", "TenantHook"]
+__all__ = [
+    "ASGIApp",
+    "ASGIMessage",
+    "ASGIScope",
+    "ActorHook",
+    "AuditMiddleware",
+    "TenantHook",
+]
 
 logger = logging.getLogger(__name__)
 
 #: An ASGI connection scope.
 ASGIScope: TypeAlias = MutableMapping[str, Any]
 #: An ASGI message.
-Message: TypeAlias = MutableMapping[str, Any]
+ASGIMessage: TypeAlias = MutableMapping[str, Any]
 #: An ASGI 3 application.
 ASGIApp: TypeAlias = Callable[
-    [ASGIScope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    [
+        ASGIScope,
+        Callable[[], Awaitable[ASGIMessage]],
+        Callable[[ASGIMessage], Awaitable[None]],
+    ],
     Awaitable[None],
 ]
 #: Resolves the actor from the ASGI scope, sync or async.
@@ -147,8 +158,8 @@ class AuditMiddleware:
     async def __call__(
         self,
         scope: ASGIScope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
+        receive: Callable[[], Awaitable[ASGIMessage]],
+        send: Callable[[ASGIMessage], Awaitable[None]],
     ) -> None:
         """Serve one ASGI connection; audit it if it is an HTTP request."""
         if scope["type"] != "http":
@@ -169,10 +180,10 @@ class AuditMiddleware:
         self,
         audit: RequestAudit,
         scope: ASGIScope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
+        receive: Callable[[], Awaitable[ASGIMessage]],
+        send: Callable[[ASGIMessage], Awaitable[None]],
     ) -> None:
-        async def send_and_watch(message: Message) -> None:
+        async def send_and_watch(message: ASGIMessage) -> None:
             if message["type"] == "http.response.start":
                 audit.status = message["status"]
             await send(message)
@@ -272,7 +283,7 @@ class AuditMiddleware:
         )
 
 
-def _is_last_message(message: Message) -> bool:
+def _is_last_message(message: ASGIMessage) -> bool:
     kind = message["type"]
     if kind == "http.response.body":
         return not message.get("more_body", False)

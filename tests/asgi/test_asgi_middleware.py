@@ -842,3 +842,66 @@ def test_auditkit_does_not_import_web_frameworks() -> None:
     )
 
     assert output.stdout.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_cancelled_while_enqueueing_the_other_recorders_still_get_the_event() -> (
+    None
+):
+    """One recorder waits for buffer space when the task is cancelled: the event
+    deferred to another recorder is enqueued anyway, without waiting."""
+    slow, fast = InMemoryRecorder(), InMemoryRecorder()
+    waiting = anyio.Event()
+
+    async def wait_for_space(wire: Any, event: Any) -> Outcome:
+        waiting.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    slow._aput_deferred = wait_for_space  # type: ignore[method-assign]
+
+    async def handler(request: Request) -> PlainTextResponse:
+        event = auditkit.current_event()
+        event.action = "doc.share"
+        slow.record(event)
+        fast.record(event)
+        return PlainTextResponse("ok")
+
+    app = AuditMiddleware(Starlette(routes=[Route("/", handler)]), slow)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(_get, app, "/")
+            await waiting.wait()
+            group.cancel_scope.cancel()
+
+    assert slow.events == []
+    [event] = fast.events
+    assert (event.action, event.result) == ("doc.share", Result("success", 200))
+
+
+@pytest.mark.anyio
+async def test_a_recorder_that_raises_does_not_change_the_response(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = InMemoryRecorder()
+
+    async def broken(wire: Any, event: Any) -> Outcome:
+        raise RuntimeError("recorder bug")
+
+    recorder._aput_deferred = broken  # type: ignore[method-assign]
+    app = AuditMiddleware(_starlette_app(recorder), recorder)
+
+    with caplog.at_level(logging.ERROR, logger="auditkit"):
+        response = await _get(app, "/action-only")
+
+    assert (response.status_code, response.text) == (200, "ok")
+    assert [r.name for r in caplog.records] == ["auditkit.asgi"]
+
+
+def test_the_module_exports_its_middleware_and_hook_types_sorted() -> None:
+    import auditkit.asgi as module
+
+    assert all(hasattr(module, name) for name in module.__all__)
+    assert {"AuditMiddleware", "ActorHook", "TenantHook"} <= set(module.__all__)
+    assert module.__all__ == sorted(module.__all__)

@@ -470,3 +470,29 @@ def test_bad_arguments_are_refused_at_construction(
 
     with pytest.raises(ConfigurationError, match=message):
         AuditMiddleware(Flask(__name__).wsgi_app, **arguments)
+
+
+def test_a_recorder_that_raises_does_not_change_the_response(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = InMemoryRecorder()
+
+    def broken(wire: Any, event: Any) -> Outcome:
+        raise RuntimeError("recorder bug")
+
+    recorder._put_deferred = broken  # type: ignore[method-assign]
+    app = _wrap(_flask_app(recorder), recorder)
+
+    with caplog.at_level(logging.ERROR, logger="auditkit"):
+        response = app.test_client().get("/action-only")
+
+    assert (response.status_code, response.get_data()) == (200, b"ok")
+    assert [r.name for r in caplog.records] == ["auditkit.wsgi"]
+
+
+def test_the_module_exports_its_middleware_and_hook_types_sorted() -> None:
+    import auditkit.wsgi as module
+
+    assert all(hasattr(module, name) for name in module.__all__)
+    assert {"AuditMiddleware", "ActorHook", "TenantHook"} <= set(module.__all__)
+    assert module.__all__ == sorted(module.__all__)
