@@ -161,13 +161,14 @@ class HttpTransport:
         self._gzip_headers = {**self._headers, "Content-Encoding": "gzip"}
 
         _check_client(client, verify=verify, cert=cert, proxy=proxy)
-        self._ssl_context = None if client else _build_ssl_context(verify, cert)
-        self._proxy = None if client else _check_proxy(proxy)
-        self._owns_client = client is None
-        self._client = client if client is not None else self._build_client()
+        own = client is None
+        self._ssl_context = _build_ssl_context(verify, cert) if own else None
+        self._proxy = _check_proxy(proxy) if own else None
+        self._owns_client = own
+        self._client = self._build_client() if client is None else client
 
-        # Written under _lock by close(); read without it by send(), where a stale
-        # False only lets one last request through to an already closed client.
+        # Written under _lock by close(). send() reads it without the lock: the
+        # recorder calls both from its one worker thread, never at the same time.
         self._closed = False
         self._lock = threading.Lock()
         # The batch last compressed and its gzip body, so that a retry of the same
