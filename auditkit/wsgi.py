@@ -181,6 +181,8 @@ class AuditMiddleware:
         except BaseException:
             self._finish(audit, failed=True)
             raise
+        # Limitation: wrapping the body hides a wsgi.file_wrapper object from the
+        # server, so files are sent by iteration rather than by sendfile.
         watched.body = body
         return watched
 
@@ -302,6 +304,8 @@ class _WatchedBody:
     ) -> Callable[[bytes], object]:
         """The ``start_response`` the application gets: notes status and length."""
         self._audit.status = _status_code(status)
+        # Limitation: bytes sent through the legacy write() callable are not
+        # counted, so such a response is finished only when its body ends or closes.
         self._expected = _content_length(headers)
         return self._start_response(status, headers, exc_info)
 
