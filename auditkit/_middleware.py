@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, final
 
 from ._events import Event, RequestInfo, Result
 from ._exceptions import ConfigurationError
@@ -192,6 +192,7 @@ def result_from_status(status: int | None, *, failed: bool) -> Result:
     return Result("error", status)
 
 
+@final
 class RequestAudit:
     """One request's event and scope, from before the handler to the enqueue.
 

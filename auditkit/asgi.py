@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, final
 
 from ._events import Actor, Event, RequestInfo
 from ._exceptions import ConfigurationError
@@ -61,6 +61,7 @@ _X_FORWARDED_FOR: Final = b"x-forwarded-for"
 _LIST_HEADERS: Final = (_FORWARDED, _X_FORWARDED_FOR)
 
 
+@final
 class AuditMiddleware:
     """Give every HTTP request a scope with its own audit event.
 

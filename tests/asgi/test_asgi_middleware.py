@@ -905,3 +905,26 @@ def test_the_module_exports_its_middleware_and_hook_types_sorted() -> None:
     assert all(hasattr(module, name) for name in module.__all__)
     assert {"AuditMiddleware", "ActorHook", "TenantHook"} <= set(module.__all__)
     assert module.__all__ == sorted(module.__all__)
+
+
+@pytest.mark.anyio
+async def test_a_handler_cancelling_its_scope_keeps_what_it_recorded() -> None:
+    recorder = InMemoryRecorder()
+
+    async def handler(request: Request) -> PlainTextResponse:
+        _record(recorder, action="doc.purge")
+        scope = auditkit.current_scope()
+        assert scope is not None
+        scope.cancel()
+        later = recorder.record(auditkit.Event(action="doc.purge.step"))
+        return PlainTextResponse(later.value)
+
+    app = AuditMiddleware(
+        Starlette(routes=[Route("/", handler)]), recorder, auto_record=True
+    )
+
+    response = await _get(app, "/")
+
+    assert response.text == "cancelled"
+    [event] = recorder.events
+    assert (event.action, event.result) == ("doc.purge", Result("success", 200))
