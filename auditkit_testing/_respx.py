@@ -22,6 +22,7 @@ __all__ = ["AuditRespx", "CapturedRequest"]
 respx: Any = import_extra("respx", extra="testing", feature="The audit_respx fixture")
 
 _INGEST_PATH = "/v1/events"
+_NAMESPACE_HEADER = "x-fake-namespace"
 
 
 @final
@@ -209,7 +210,11 @@ class AuditRespx:
 
     # Private: answering requests.
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
+    def _answer(self, request: httpx.Request) -> httpx.Response | httpx.Request:
+        if _NAMESPACE_HEADER in request.headers:
+            # Meant for a real fake server (fake_audit_server): let it through.
+            return request
+
         fault = self._take_fault()
         if fault is not None:
             return self._inject(request, fault)
