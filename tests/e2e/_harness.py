@@ -199,7 +199,10 @@ class ServerProcess:
         if not got_line.wait(_START_TIMEOUT) or not first:
             self.stop()
             raise RuntimeError("The fake server printed no URL.\n" + self.log_text())
-        if first[0].rstrip("/") != self.url:
+        # The line is "fake_server listening on URL": the URL is its last word.
+        printed = first[0].rsplit(None, 1)[-1].rstrip("/") if first[0] else ""
+        if printed != self.url:
+            self.stop()
             raise RuntimeError(f"The fake server printed {first[0]!r}, not {self.url}.")
 
     def _is_healthy(self) -> bool:
@@ -381,7 +384,7 @@ class FaultScheduler(threading.Thread):
         super().__init__(daemon=True, name="fault-scheduler")
         self._server = server
         self._plan = plan
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         #: Faults the server accepted, and restarts done; read after join().
         self.injected: list[dict[str, Any]] = []
         self.restarts = 0
@@ -389,14 +392,14 @@ class FaultScheduler(threading.Thread):
 
     def stop(self) -> None:
         """Ask the thread to stop at its next step."""
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         started = time.monotonic()
         try:
             for step in self._plan:
                 wait = step.at - (time.monotonic() - started)
-                if self._stop.wait(max(wait, 0.0)):
+                if self._halt.wait(max(wait, 0.0)):
                     return
                 self._run_step(step)
         except BaseException as exc:  # reported by the soak, never lost
@@ -428,6 +431,8 @@ class SoakResult:
     faults: list[dict[str, Any]]
     restarts: int
     problems: list[str]
+    #: How the server answered since its last restart, by status, from its journal.
+    answers: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def report(self) -> str:
         """The failure message: the seed first, then every problem."""
@@ -437,6 +442,7 @@ class SoakResult:
             f"  outcomes: {dict(self.outcomes)}",
             f"  stats: {self.stats}",
             f"  faults injected: {len(self.faults)}, restarts: {self.restarts}",
+            f"  answers since the last restart: {self.answers}",
         ]
         lines += [f"  - {problem}" for problem in self.problems]
         return "\n".join(lines)
@@ -571,7 +577,13 @@ def _collect(
         faults=scheduler.injected,
         restarts=scheduler.restarts,
         problems=problems,
+        answers=_journal_answers(server.url),
     )
+
+
+def _journal_answers(url: str) -> dict[str, int]:
+    journal = control(url, "GET", "/_fake/requests").json()["requests"]
+    return dict(collections.Counter(str(entry["status"]) for entry in journal))
 
 
 class _Producer(threading.Thread):

@@ -100,7 +100,7 @@ class _Opaque:
 
 
 # Values that are valid JSON but awkward: edges of the ranges, odd characters.
-_NASTY_VALID = st.sampled_from(
+_NASTY_VALID: st.SearchStrategy[Any] = st.sampled_from(
     [
         2**63 - 1,
         -(2**63),
@@ -120,7 +120,7 @@ _NASTY_VALID = st.sampled_from(
     ]
 )
 # Values the SDK must refuse: not JSON, out of range, not UTF-8 text.
-_NOT_SENDABLE = st.sampled_from(
+_NOT_SENDABLE: st.SearchStrategy[Any] = st.sampled_from(
     [
         math.nan,
         math.inf,

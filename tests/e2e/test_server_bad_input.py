@@ -150,9 +150,10 @@ def _requests(draw: st.DrawFn) -> tuple[dict[str, str], bytes]:
                 [f"Bearer {API_KEY}"] * 4
                 + [
                     "",
-                    "Bearer ",
+                    "Bearer",
                     "Basic abc",
-                    "bearer  x ",
+                    "bearer  x",
+                    "Token k",
                 ]
             )
         )

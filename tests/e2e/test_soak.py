@@ -24,6 +24,8 @@ def _make_recorder(
     endpoint: str, transport: auditkit.Transport | None = None
 ) -> auditkit.BufferedRecorder:
     # BLOCK with room for a few seconds of outage: the soak checks loss, not drops.
+    # A short backoff ceiling keeps the run quick; the retry budget outlasts the
+    # restart and any run of faults the schedule can produce.
     return auditkit.BufferedRecorder(
         endpoint,
         API_KEY,
@@ -32,6 +34,10 @@ def _make_recorder(
         batch_size=250,
         flush_interval=0.05,
         transport=transport or auditkit.HttpTransport(endpoint, API_KEY, timeout=5.0),
+        send_timeout=5.0,
+        retry_budget=120.0,
+        backoff_initial=0.05,
+        backoff_max=0.5,
     )
 
 

@@ -15,6 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import auditkit
+
 from ._common import IdLog, make_event, make_recorder
 
 
@@ -38,7 +40,9 @@ def main(argv: list[str]) -> int:
     return 1 if failures else 0
 
 
-def _spawn(recorder: object, ids_dir: Path, number: int, count: int) -> int:
+def _spawn(
+    recorder: auditkit.BufferedRecorder, ids_dir: Path, number: int, count: int
+) -> int:
     with warnings.catch_warnings():
         # Python 3.12+ warns about forking a threaded process; forking with a live
         # worker thread is exactly what this program is here to test.
@@ -48,7 +52,7 @@ def _spawn(recorder: object, ids_dir: Path, number: int, count: int) -> int:
         return pid
     ids = IdLog(ids_dir / f"worker-{number}.ids")
     for seq in range(count):
-        ids.record(recorder, make_event(f"worker-{number}", seq))  # type: ignore[arg-type]
+        ids.record(recorder, make_event(f"worker-{number}", seq))
     sys.exit(0)
 
 
