@@ -14,6 +14,7 @@ event: an actor, a target and three metadata keys. An adapter offers
 from __future__ import annotations
 
 import collections
+import importlib
 import importlib.util
 import threading
 import time
@@ -46,6 +47,11 @@ def available(name: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
+
+
+def _import(module: str) -> Any:
+    # Imported by name: the peers are optional, and type checking must not need them.
+    return importlib.import_module(module)
 
 
 def open_client(name: str, endpoint: str, **options: Any) -> Any:
@@ -161,9 +167,8 @@ class _AuditkitDropOldest(_Auditkit):
 
 class _Segment:
     def __init__(self, endpoint: str, **options: Any) -> None:
-        from segment.analytics import Client  # type: ignore[import-untyped]
-
-        self._client = Client(write_key="bench-key", host=endpoint)
+        analytics = _import("segment.analytics")
+        self._client = analytics.Client(write_key="bench-key", host=endpoint)
 
     def make_args(self) -> Any:
         return {
@@ -193,9 +198,8 @@ class _Segment:
 
 class _Posthog:
     def __init__(self, endpoint: str, **options: Any) -> None:
-        from posthog import Posthog
-
-        self._client = Posthog("phc_bench", host=endpoint)
+        posthog = _import("posthog")
+        self._client = posthog.Posthog("phc_bench", host=endpoint)
 
     def make_args(self) -> Any:
         return {"target_type": "document", "target_id": "doc-1234", **_METADATA}
@@ -221,15 +225,12 @@ class _Posthog:
 
 class _OpenTelemetry:
     def __init__(self, endpoint: str, **options: Any) -> None:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-            OTLPLogExporter,
-        )
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
-        self._provider = LoggerProvider()
-        self._processor = BatchLogRecordProcessor(
-            OTLPLogExporter(endpoint=endpoint + "/v1/logs")
+        exporter = _import("opentelemetry.exporter.otlp.proto.http._log_exporter")
+        logs = _import("opentelemetry.sdk._logs")
+        export = _import("opentelemetry.sdk._logs.export")
+        self._provider = logs.LoggerProvider()
+        self._processor = export.BatchLogRecordProcessor(
+            exporter.OTLPLogExporter(endpoint=endpoint + "/v1/logs")
         )
         self._provider.add_log_record_processor(self._processor)
         self._logger = self._provider.get_logger("bench")
@@ -265,8 +266,7 @@ class _OpenTelemetry:
 
 class _Sentry:
     def __init__(self, endpoint: str, **options: Any) -> None:
-        import sentry_sdk
-
+        sentry_sdk = _import("sentry_sdk")
         host = endpoint.removeprefix("http://")
         sentry_sdk.init(dsn=f"http://benchkey@{host}/1")
         self._sentry = sentry_sdk

@@ -240,23 +240,23 @@ def _child(spec: dict[str, Any], *, timeout: float | None = None) -> dict[str, A
 @contextlib.contextmanager
 def _sink(delay: float) -> Iterator[str]:
     """Run a sink in its own process, so it does not share the sender's GIL."""
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "bench._sink", "--port", "0", "--delay", str(delay)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
+    ) as process:
         try:
-            process.wait(10.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            assert process.stdout is not None
+            port = int(process.stdout.readline())
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _closed_port() -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import importlib
 import json
 import zlib
 from collections.abc import Callable
@@ -35,11 +36,14 @@ _MAX_BODY = 64 * 1024 * 1024
 
 
 def _logs_request_type() -> Any:
+    # Imported by name: it is optional, and type checking must not need it.
     try:
-        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+        module = importlib.import_module(
+            "opentelemetry.proto.collector.logs.v1.logs_service_pb2"
+        )
     except ImportError:  # the OpenTelemetry rows are skipped without it
         return None
-    return logs_service_pb2.ExportLogsServiceRequest
+    return module.ExportLogsServiceRequest
 
 
 def _json_loads() -> Callable[[bytes], Any]:
