@@ -13,7 +13,7 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, Literal, Protocol
 
@@ -50,12 +50,11 @@ __all__ = [
     "WaiterWatch",
     "check_stats",
     "check_stats_add_up",
-    "expected_stats",
     "drive_without_suspending",
+    "expected_stats",
     "has_buffered",
-    "iter_locks",
-    "probe_locks",
     "make_event",
+    "probe_locks",
     "run_in_thread",
     "seq_of",
     "specs",
@@ -371,6 +370,10 @@ class BufferedRig:
         return stats
 
     def dispose(self) -> None:
+        with self.transport.cond:
+            self.transport.probe = None
+            self.transport.script.clear()
+            self.transport.default = SendResult.delivered()
         self.transport.open()
         self.recorder.close(timeout=BOUND)
 
@@ -378,8 +381,16 @@ class BufferedRig:
 def _new_buffered(**kwargs: Any) -> Any:
     from auditkit import BufferedRecorder  # type: ignore[attr-defined,unused-ignore]
 
-    kwargs.setdefault("flush_interval", 0.005)
-    return BufferedRecorder(**kwargs)
+    # Quick batching and short retries: a scenario never waits on a clock.
+    options = {
+        "flush_interval": 0.005,
+        "retry_budget": 0.05,
+        "backoff_initial": 0.001,
+        "backoff_max": 0.005,
+        "exit_timeout": 0.5,
+    }
+    options.update(kwargs)
+    return BufferedRecorder(**options)
 
 
 class DropModel:
@@ -424,6 +435,9 @@ class DropModel:
         return Outcome.ENQUEUED
 
 
+_THREAD_START = threading.Thread.start.__code__
+
+
 class WaitDetector:
     """Notes every wait the current thread starts, via a profile hook.
 
@@ -434,6 +448,7 @@ class WaitDetector:
 
     def __init__(self) -> None:
         self.waits: list[str] = []
+        self._starting = 0
         self._codes: dict[CodeType, str] = {
             threading.Condition.wait.__code__: "Condition.wait",
             threading.Condition.wait_for.__code__: "Condition.wait_for",
@@ -452,6 +467,13 @@ class WaitDetector:
         sys.setprofile(None)
 
     def _profile(self, frame: FrameType, event: str, arg: Any) -> None:
+        if frame.f_code is _THREAD_START:
+            # Starting the worker waits for the OS to run the new thread, never for
+            # the transport; the waits inside Thread.start() are not the recorder's.
+            self._starting += {"call": 1, "return": -1}.get(event, 0)
+            return
+        if self._starting:
+            return
         if event == "call":
             name = self._codes.get(frame.f_code)
             if name is not None:
@@ -503,17 +525,6 @@ class _NotifyingDeque(collections.deque[Any]):
             self._cond.notify_all()
 
 
-def iter_locks(recorder: Any) -> Iterator[tuple[str, Any]]:
-    """The recorder's locks and conditions, by attribute name."""
-    lock_types = (type(threading.Lock()), type(threading.RLock()), threading.Condition)
-    for name in dir(recorder):
-        if name.startswith("__"):
-            continue
-        value = getattr(recorder, name, None)
-        if isinstance(value, lock_types):
-            yield name, value
-
-
 def has_buffered() -> bool:
     """Whether this checkout has the buffered recorder yet."""
     return hasattr(auditkit, "BufferedRecorder")
@@ -558,15 +569,22 @@ def check_stats_add_up(stats: Stats) -> None:
 
 
 def probe_locks(recorder: Any) -> str | None:
-    """Report a recorder lock the calling thread holds (run from inside send())."""
-    for name, lock in iter_locks(recorder):
-        if hasattr(lock, "_is_owned"):
-            if lock._is_owned():
-                return f"the worker held {name} during send()"
-        elif lock.acquire(timeout=BOUND):
-            lock.release()
-        else:
-            return f"the worker held {name} during send(), or it was never freed"
+    """Report whether the calling thread (the worker, inside send()) holds the lock
+    that ``record()`` takes.
+
+    Another thread may hold it for a moment; only a lock held by the worker
+    itself, which would make every record wait for the network, is never freed.
+    """
+    lock = recorder._lock
+    if hasattr(lock, "_is_owned"):
+        return (
+            "the worker held the recorder's lock in send()"
+            if lock._is_owned()
+            else None
+        )
+    if not lock.acquire(timeout=BOUND):
+        return "the worker held the recorder's lock in send()"
+    lock.release()
     return None
 
 

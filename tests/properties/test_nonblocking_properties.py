@@ -12,6 +12,7 @@ back within their timeouts while the transport hangs.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import pytest
 from _guarantee_harness import (
     BOUND,
@@ -53,11 +54,12 @@ def _set_mode(rig: Rig, mode: str) -> None:
     if mode in ("hang", "slow"):
         rig.hold()
         return
-    transport.default = {
+    answers: dict[str, SendResult | BaseException] = {
         "fail": SendResult.failed("refused"),
         "retry": SendResult.retry("busy", retry_after=0.001),
         "raise": OSError("connection reset"),
-    }[mode]
+    }
+    transport.default = answers[mode]
     transport.open()
 
 
