@@ -311,9 +311,10 @@ def test_an_unreachable_server_fails_the_fixture_at_once_with_the_reason(
 
 
 def test_two_xdist_workers_sharing_one_server_do_not_see_each_others_events(
-    pytester: pytest.Pytester, running_server: Any
+    pytester: pytest.Pytester, running_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each worker runs the test at the same time and sees only its own event."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # start workers faster
     meeting = uuid.uuid4().hex
     pytester.makepyfile(
         f"""
@@ -337,34 +338,31 @@ def test_two_xdist_workers_sharing_one_server_do_not_see_each_others_events(
     )
 
     result = pytester.runpytest_subprocess(
-        "-n",
-        "2",
-        "--dist",
-        "each",
-        "-p",
-        "no:benchmark",
-        "--audit-server-url",
-        running_server.url,
+        *("-p", "xdist.plugin", "-p", "auditkit_testing.plugin"),
+        *("-n", "2", "--dist", "each"),
+        *("--audit-server-url", running_server.url),
     )
 
     result.assert_outcomes(passed=2)
 
 
 def test_the_plugin_imports_no_optional_module_until_a_fixture_needs_it(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Other plugins may import what they like: load only this one.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(
         """
         import sys
 
         def test_lazy(audit_recorder):
-            loaded = {"fake_server", "auditkit_testing._respx",
-                      "auditkit_testing.strategies"} & set(sys.modules)
-            assert loaded == set()
+            optional = {"fake_server", "respx", "hypothesis", "starlette", "uvicorn",
+                        "auditkit_testing._respx", "auditkit_testing.strategies"}
+            assert optional & set(sys.modules) == set()
         """
     )
 
-    result = pytester.runpytest_subprocess("-p", "no:benchmark")
+    result = pytester.runpytest_subprocess("-p", "auditkit_testing.plugin")
 
     result.assert_outcomes(passed=1)
 
