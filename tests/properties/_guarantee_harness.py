@@ -379,10 +379,10 @@ class BufferedRig:
 
 
 def _new_buffered(**kwargs: Any) -> Any:
-    from auditkit import BufferedRecorder  # type: ignore[attr-defined,unused-ignore]
+    from auditkit import BufferedRecorder
 
     # Quick batching and short retries: a scenario never waits on a clock.
-    options = {
+    options: dict[str, Any] = {
         "flush_interval": 0.005,
         "retry_budget": 0.05,
         "backoff_initial": 0.001,

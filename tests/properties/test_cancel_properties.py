@@ -18,7 +18,12 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import pytest
-from _guarantee_harness import (
+from hypothesis import given, strategies as st
+
+import auditkit
+from auditkit import Outcome, Policy
+
+from ._guarantee_harness import (
     BOUND,
     BufferedRig,
     InMemoryRig,
@@ -30,10 +35,6 @@ from _guarantee_harness import (
     has_buffered,
     make_event,
 )
-from hypothesis import given, strategies as st
-
-import auditkit
-from auditkit import Outcome, Policy
 
 needs_buffered = pytest.mark.skipif(
     not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"
@@ -83,7 +84,7 @@ def _waiter(seq: int, on_thread: bool, fate: Fate) -> Waiter:
 def scenarios(draw: st.DrawFn) -> tuple[int, list[Waiter], list[tuple[str, int]]]:
     """A capacity, the waiters in arrival order, and the steps to interleave."""
     capacity = draw(st.integers(1, 3))
-    fates = st.sampled_from(
+    fates: st.SearchStrategy[Fate] = st.sampled_from(
         [
             "serve",
             "serve",
@@ -247,7 +248,7 @@ class _Run:
 
     def _in_thread(self, waiter: Waiter) -> None:
         try:
-            with self._open_scope(waiter) as scope:
+            with self._open_scope(waiter):
                 waiter.result = self.recorder.record(
                     make_event(waiter.seq, Spec("valid")), timeout=_timeout(waiter)
                 )

@@ -12,7 +12,11 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from _guarantee_harness import (
+from hypothesis import given, strategies as st
+
+from auditkit import DropReason, Event, Policy
+
+from ._guarantee_harness import (
     BufferedRig,
     DropModel,
     InMemoryRig,
@@ -25,9 +29,6 @@ from _guarantee_harness import (
     seq_of,
     specs,
 )
-from hypothesis import given, strategies as st
-
-from auditkit import DropReason, Event, Policy
 
 needs_buffered = pytest.mark.skipif(
     not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"

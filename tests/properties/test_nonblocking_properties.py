@@ -14,7 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from _guarantee_harness import (
+from hypothesis import given, strategies as st
+
+from auditkit import Outcome, Policy, SendResult
+
+from ._guarantee_harness import (
     BOUND,
     BufferedRig,
     DropModel,
@@ -30,9 +34,6 @@ from _guarantee_harness import (
     run_in_thread,
     specs,
 )
-from hypothesis import given, strategies as st
-
-from auditkit import Outcome, Policy, SendResult
 
 needs_buffered = pytest.mark.skipif(
     not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"

@@ -1,0 +1,1 @@
+"""Hypothesis properties and a state machine proving the recorders' guarantees."""
