@@ -52,8 +52,6 @@ Deferred: TypeAlias = list[tuple[_DeferTarget, Event, tuple[str, str]]]
 _FORWARDED_FOR: Final = re.compile(
     r'(?:^|;)\s*for\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)', re.IGNORECASE
 )
-# An element separator: a comma outside a quoted string.
-_FORWARDED_SPLIT: Final = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*\Z)')
 
 
 def parse_trusted_proxies(value: TrustedProxies) -> tuple[ProxyNetwork, ...]:
@@ -192,6 +190,20 @@ def result_from_status(status: int | None, *, failed: bool) -> Result:
     return Result("error", status)
 
 
+def report_hook_error(name: str, exc: Exception, logger: logging.Logger) -> None:
+    """Log the exception a hook raised.
+
+    The request goes on: a broken hook costs one field of the event, never the
+    response.
+    """
+    logger.warning(
+        "auditkit: the %s hook raised; the event's %s was left unset",
+        name,
+        "tenant_id" if name == "tenant" else name,
+        exc_info=exc,
+    )
+
+
 @final
 class RequestAudit:
     """One request's event and scope, from before the handler to the enqueue.
@@ -281,7 +293,27 @@ def _parse_address(
 
 
 def _split_forwarded(header: str) -> list[str]:
-    return _FORWARDED_SPLIT.split(header)
+    """Split a Forwarded header into elements at commas outside quoted strings.
+
+    One pass over the text: a client controls most of this header, so the work
+    must stay linear in its length.
+    """
+    if '"' not in header:
+        return header.split(",")
+    elements: list[str] = []
+    start, quoted, escaped = 0, False, False
+    for index, char in enumerate(header):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            elements.append(header[start:index])
+            start = index + 1
+    elements.append(header[start:])
+    return elements
 
 
 def _forwarded_node(
@@ -303,14 +335,14 @@ def _walk_chain(
 ) -> str:
     """The rightmost untrusted address; if a hop is unreadable or every hop is
     trusted, the furthest trusted address, which is the last one we can vouch for."""
-    nearest_trusted = peer
+    last_trusted = peer
     for address in reversed(chain):
         if address is None:
             break
         if not _is_trusted(address, trusted):
             return str(address)
-        nearest_trusted = address
-    return str(nearest_trusted)
+        last_trusted = address
+    return str(last_trusted)
 
 
 def _is_trusted(
@@ -318,17 +350,3 @@ def _is_trusted(
     trusted: Sequence[ProxyNetwork],
 ) -> bool:
     return any(address in network for network in trusted)
-
-
-def report_hook_error(name: str, exc: Exception, logger: logging.Logger) -> None:
-    """Log the exception a hook raised.
-
-    The request goes on: a broken hook costs one field of the event, never the
-    response.
-    """
-    logger.warning(
-        "auditkit: the %s hook raised; the event's %s was left unset",
-        name,
-        "tenant_id" if name == "tenant" else name,
-        exc_info=exc,
-    )
