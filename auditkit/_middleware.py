@@ -26,6 +26,7 @@ __all__ = [
     "TrustedProxies",
     "check_hook",
     "client_ip",
+    "is_header_name",
     "parse_trusted_proxies",
     "report_hook_error",
     "request_info",
@@ -76,6 +77,17 @@ def parse_trusted_proxies(value: TrustedProxies) -> tuple[ProxyNetwork, ...]:
                 f"got {entry!r}."
             ) from None
     return tuple(networks)
+
+
+def is_header_name(value: object) -> bool:
+    """Whether ``value`` can name an HTTP header: non-blank printable ASCII."""
+    return (
+        isinstance(value, str)
+        and value.strip() != ""
+        and value.isascii()
+        and value.strip().isprintable()
+        and ":" not in value
+    )
 
 
 def check_hook(name: str, hook: object) -> None:

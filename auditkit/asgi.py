@@ -19,6 +19,7 @@ from ._middleware import (
     TrustedProxies,
     check_hook,
     client_ip,
+    is_header_name,
     parse_trusted_proxies,
     report_hook_error,
     request_info,
@@ -144,7 +145,7 @@ class AuditMiddleware:
             )
         check_hook("actor", actor)
         check_hook("tenant", tenant)
-        if not isinstance(request_id_header, str) or not request_id_header.strip():
+        if not is_header_name(request_id_header):
             raise ConfigurationError(
                 f"request_id_header must be a header name, got {request_id_header!r}."
             )

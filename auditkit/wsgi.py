@@ -20,6 +20,7 @@ from ._middleware import (
     TrustedProxies,
     check_hook,
     client_ip,
+    is_header_name,
     parse_trusted_proxies,
     report_hook_error,
     request_info,
@@ -141,7 +142,7 @@ class AuditMiddleware:
                     f"{name} must be a plain function under WSGI, got the coroutine "
                     f"function {hook!r:.60}; use auditkit.asgi for async hooks."
                 )
-        if not isinstance(request_id_header, str) or not request_id_header.strip():
+        if not is_header_name(request_id_header):
             raise ConfigurationError(
                 f"request_id_header must be a header name, got {request_id_header!r}."
             )

@@ -817,6 +817,7 @@ async def test_fastapi_handler_result_wins_over_the_status() -> None:
         ({"trusted_proxies": ["10.0.0.300"]}, "'10.0.0.300'"),
         ({"actor": "alice"}, "actor must be a callable"),
         ({"request_id_header": " "}, "request_id_header"),
+        ({"request_id_header": "x-réq"}, "request_id_header"),
     ],
 )
 def test_bad_arguments_are_refused_at_construction(
