@@ -562,6 +562,12 @@ def _collect(
     stored = fetch_stored_events(server.url)
     stored_ids = [event["id"] for event in stored]
     problems = check_delivery(enqueued, stored_ids, stats, closed_in_time=closed)
+    problems += _check_content(stored, producers)
+    server_count = control(server.url, "GET", "/_fake/stats").json()["events"]
+    if server_count != len(stored):
+        problems.append(
+            f"the server counts {server_count} events, the query listed {len(stored)}"
+        )
     if outcomes["enqueued"] != settings.total:
         problems.append(f"not every record was ENQUEUED: {dict(outcomes)}")
     for producer in producers:
@@ -581,6 +587,23 @@ def _collect(
     )
 
 
+def _check_content(
+    stored: Sequence[dict[str, Any]], producers: Sequence[_Producer]
+) -> list[str]:
+    """Each stored event carries what its producer recorded under its id."""
+    sent = {event_id: (p.number, seq) for p in producers for event_id, seq in p.sent}
+    altered = [
+        event["id"]
+        for event in stored
+        if event["id"] in sent
+        and (event["metadata"].get("thread"), event["metadata"].get("seq"))
+        != sent[event["id"]]
+    ]
+    if altered:
+        return [f"{len(altered)} stored events differ from what was recorded"]
+    return []
+
+
 def _journal_answers(url: str) -> dict[str, int]:
     journal = control(url, "GET", "/_fake/requests").json()["requests"]
     return dict(collections.Counter(str(entry["status"]) for entry in journal))
@@ -594,12 +617,13 @@ class _Producer(threading.Thread):
     def __init__(self, recorder: Any, number: int, settings: SoakSettings) -> None:
         super().__init__(daemon=True, name=f"soak-producer-{number}")
         self._recorder = recorder
-        self._number = number
+        self.number = number
         self._count = settings.per_thread
         chunks = max(settings.per_thread // self._CHUNK, 1)
         self._pause = settings.duration / chunks
         # Written by this thread only; read after join().
         self.enqueued: list[str] = []
+        self.sent: list[tuple[str, int]] = []
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.error: BaseException | None = None
 
@@ -619,16 +643,17 @@ class _Producer(threading.Thread):
     def _record_one(self, seq: int) -> None:
         event = auditkit.Event(
             action="soak.record",
-            actor=auditkit.Actor("thread", str(self._number)),
+            actor=auditkit.Actor("thread", str(self.number)),
             target=auditkit.Target("item", str(seq)),
             result=auditkit.Result("success"),
-            metadata={"thread": self._number, "seq": seq},
+            metadata={"thread": self.number, "seq": seq},
         )
         event.id = auditkit.new_event_id()
         outcome = self._recorder.record(event, timeout=30.0)
         self.outcomes[outcome.value] += 1
         if outcome is auditkit.Outcome.ENQUEUED:
             self.enqueued.append(event.id)
+            self.sent.append((event.id, seq))
 
 
 def _join_all(threads: Iterable[threading.Thread], *, timeout: float) -> None:

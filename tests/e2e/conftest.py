@@ -17,6 +17,9 @@ import pytest
 
 from ._harness import ServerProcess, SoakSettings
 
+# Seconds each test of the long variant may take.
+_LONG_TIMEOUT = 1_200
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("auditkit-e2e", "auditkit end-to-end tests")
@@ -39,6 +42,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: end-to-end test over real sockets on 127.0.0.1"
     )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    # The long variant outlasts the suite's per-test timeout by design.
+    if not is_long_run(config):
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.timeout(_LONG_TIMEOUT))
 
 
 def is_long_run(config: pytest.Config) -> bool:

@@ -228,7 +228,7 @@ def test_hostile_events_are_refused_with_a_reason_or_stored_intact(
     rig: _Rig, long_run: bool
 ) -> None:
     @settings(
-        max_examples=200 if long_run else 25,
+        max_examples=200 if long_run else 20,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )

@@ -80,12 +80,13 @@ def test_program_that_exits_while_the_service_is_down_reports_the_undelivered_co
     assert any(str(enqueued) in line for line in log_lines), done.stderr
 
 
-@pytest.mark.parametrize("handler", ["exit", "close"])
+@pytest.mark.parametrize("handler", ["exit", "quit", "close"])
 def test_gunicorn_style_worker_flushes_on_sigterm(
     server_process: ServerProcess, tmp_path: Path, handler: str
 ) -> None:
-    """The worker's own SIGTERM handler ends the loop (then ``sys.exit``) or closes
-    the recorder; either way every event it enqueued reaches the service."""
+    """The worker's own SIGTERM handler ends the loop (then ``sys.exit``), raises
+    ``SystemExit`` at once, or closes the recorder (threaded worker); every event
+    the worker enqueued reaches the service."""
     ids_file = tmp_path / "ids"
     worker = start_script("gunicorn_worker", server_process.url, ids_file, handler)
     try:
