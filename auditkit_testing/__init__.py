@@ -7,6 +7,8 @@ server are imported when a fixture or helper first needs them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 # Registered before the import below, so that pytest rewrites the helpers' asserts
@@ -30,13 +32,20 @@ from ._memory import (  # noqa: E402 (after the rewrite hook, as above)
     InMemoryRecorder as InMemoryRecorder,
     RecordedOutcome as RecordedOutcome,
 )
+from ._server import FakeAuditServer as FakeAuditServer  # noqa: E402 (as above)
 from ._sources import AuditSource as AuditSource  # noqa: E402 (as above)
+
+if TYPE_CHECKING:
+    from ._respx import AuditRespx as AuditRespx, CapturedRequest as CapturedRequest
 
 __all__ = [
     "ANY",
     "ANY_STR",
     "AuditAssertionError",
+    "AuditRespx",
     "AuditSource",
+    "CapturedRequest",
+    "FakeAuditServer",
     "InMemoryRecorder",
     "Matcher",
     "RecordedOutcome",
@@ -46,3 +55,14 @@ __all__ = [
     "assert_recorded_in_order",
     "predicate",
 ]
+
+
+# Limitation: AuditRespx and CapturedRequest are resolved on first access, because
+# importing them imports respx; ``from auditkit_testing import *`` therefore needs
+# the testing extra.
+def __getattr__(name: str) -> Any:
+    if name in ("AuditRespx", "CapturedRequest"):
+        from . import _respx
+
+        return getattr(_respx, name)
+    raise AttributeError(f"module 'auditkit_testing' has no attribute {name!r}")

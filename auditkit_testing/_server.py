@@ -344,11 +344,13 @@ class FakeAuditServer:
         for entry in journal:
             status = entry.get("status")
             if status != 200:
-                events = entry.get("events", 0)
-                notes.append(
-                    f"A request of {_plural(int(events or 0), 'event')} was "
-                    f"answered with {status}."
+                events = _plural(int(entry.get("events") or 0), "event")
+                answer = (
+                    "dropped without an answer"
+                    if status == "dropped"
+                    else f"answered with {status}"
                 )
+                notes.append(f"A request of {events} was {answer}.")
         return notes
 
     def _wait_quietly(self, count: int, timeout: float) -> None:
