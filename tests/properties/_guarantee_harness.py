@@ -162,6 +162,8 @@ class GateTransport:
         self.parked = 0
         self.attempts: list[Batch] = []
         self.delivered: list[Batch] = []
+        #: Sequence numbers the service took (delivered, not rejected), in order.
+        self.accepted: list[int] = []
         self.script: collections.deque[SendResult | BaseException] = collections.deque()
         self.violations: list[str] = []
         self.closed = False
@@ -191,6 +193,11 @@ class GateTransport:
                 raise answer
             if answer.status is auditkit.SendStatus.DELIVERED:
                 self.delivered.append(batch)
+                self.accepted.extend(
+                    seq_of(wire)
+                    for i, wire in enumerate(batch.events)
+                    if i not in answer.rejected
+                )
             self.cond.notify_all()
             return answer
 
@@ -214,9 +221,9 @@ class GateTransport:
             self.cond.notify_all()
 
     def delivered_seqs(self) -> list[int]:
-        """Sequence numbers of delivered events, in delivery order."""
+        """Sequence numbers of delivered (not rejected) events, in delivery order."""
         with self.cond:
-            return [seq_of(wire) for b in self.delivered for wire in b.events]
+            return list(self.accepted)
 
     def sent_wires(self) -> list[dict[str, Any]]:
         """Every event that reached send(), in any attempt."""
@@ -232,12 +239,14 @@ class Rig(Protocol):
 
     recorder: Any
     capacity: int
-    #: The transport of a recorder that has one.
-    transport: GateTransport | None
     #: Events the rig itself enqueued (the plug), not part of any scenario.
     own_enqueued: int
-    #: How many events free() makes room for; None: all of them.
+    #: Whether free() makes room for one event (else for all buffered ones).
     frees_one: bool
+
+    @property
+    def transport(self) -> GateTransport | None:
+        """The transport of a recorder that has one."""
 
     def hold(self) -> None:
         """Make sure nothing leaves the buffer until :meth:`release`."""
