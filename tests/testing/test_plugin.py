@@ -13,6 +13,12 @@ import pytest
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
 
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # pytest-benchmark, when installed, warns inside xdist workers, and this suite
+    # turns warnings into errors.
+    return pytester.runpytest_inprocess("-p", "no:benchmark", *args)
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -22,7 +28,7 @@ def _closed_port() -> int:
 def test_every_fixture_is_listed_with_its_documentation(
     pytester: pytest.Pytester,
 ) -> None:
-    result = pytester.runpytest_inprocess("--fixtures")
+    result = _run(pytester, "--fixtures")
 
     pairs = [
         ("audit_recorder", "A fresh ``auditkit_testing.InMemoryRecorder`` for each*"),
@@ -38,8 +44,8 @@ def test_every_fixture_is_listed_with_its_documentation(
 
 
 def test_the_options_and_the_marker_are_registered(pytester: pytest.Pytester) -> None:
-    help_text = pytester.runpytest_inprocess("--help")
-    markers = pytester.runpytest_inprocess("--markers")
+    help_text = _run(pytester, "--help")
+    markers = _run(pytester, "--markers")
 
     help_text.stdout.fnmatch_lines(
         ["*--audit-server-url=URL*", "*--audit-server-api-key=KEY*"]
@@ -89,7 +95,7 @@ def test_a_users_passing_tests_pass_with_every_fixture(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(passed=4)
 
@@ -109,7 +115,7 @@ def test_a_wrong_assertion_names_the_closest_event_and_the_differing_field(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -149,7 +155,7 @@ def test_an_event_without_action_is_explained_when_nothing_was_recorded(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -193,7 +199,7 @@ def test_the_fixtures_clean_up_after_each_test(pytester: pytest.Pytester) -> Non
         """
     )
 
-    result = pytester.runpytest_inprocess("-p", "no:randomly")
+    result = _run(pytester, "-p", "no:randomly")
 
     result.assert_outcomes(passed=2)
 
@@ -215,7 +221,7 @@ def test_faults_queued_on_the_fake_server_are_retried_through(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(passed=1)
 
@@ -245,7 +251,7 @@ def test_audit_respx_leaves_a_users_own_respx_mock_alone(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(passed=1)
 
@@ -265,7 +271,7 @@ def test_the_external_server_option_drives_a_running_server(
         """
     )
 
-    result = pytester.runpytest_inprocess("--audit-server-url", running_server.url)
+    result = _run(pytester, "--audit-server-url", running_server.url)
 
     result.assert_outcomes(passed=1)
 
@@ -281,7 +287,7 @@ def test_the_environment_variable_names_the_external_server(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(passed=1)
 
@@ -301,7 +307,7 @@ def test_an_unreachable_server_fails_the_fixture_at_once_with_the_reason(
     )
     started = time.monotonic()
 
-    result = pytester.runpytest_inprocess("--audit-server-url", url)
+    result = _run(pytester, "--audit-server-url", url)
 
     assert time.monotonic() - started < 60
     result.assert_outcomes(errors=2)
@@ -393,7 +399,7 @@ def test_a_missing_extra_is_named_in_the_error(
         """
     )
 
-    result = pytester.runpytest_inprocess()
+    result = _run(pytester)
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
