@@ -193,14 +193,29 @@ class RecorderBase:
         wait. Thread-safe.
         """
         current = _current.get()
+        if (
+            current is None
+            and not self._closed
+            and type(event) is Event
+            and event.action
+        ):
+            # The common case, outside any scope and open: the rules that are left
+            # can only find the content invalid. The same checks, without two calls.
+            try:
+                wire = snapshot_event(event, max_event_bytes=self._max_event_bytes)
+            except InvalidEventError as exc:
+                self._report_invalid(event, exc)
+                return Outcome.INVALID
+            return self._put(wire, event, timeout, None)
+
         early = self._check_rules(event, current)
         if early is not None:
             return early
 
-        wire = self._snapshot(event, None)
-        if wire is None:
+        snapshot = self._snapshot(event, None)
+        if snapshot is None:
             return Outcome.INVALID
-        return self._put(wire, event, timeout, current)
+        return self._put(snapshot, event, timeout, current)
 
     async def arecord(self, event: Event, *, timeout: float | None = None) -> Outcome:
         """Record ``event`` from async code; waits for space without blocking the loop.

@@ -409,12 +409,15 @@ def _snapshot_party(
     else:
         kind = _check_text(kind, names[0], sizes)
         ident = _check_text(ident, names[1], sizes)
-    return {
-        "type": kind,
-        "id": ident,
-        "name": None if name is None else _check_optional_text(name, names[2], sizes),
-        "metadata": _copy_metadata(value.metadata, names[3], sizes),
-    }
+    if name is not None:
+        name = _check_optional_text(name, names[2], sizes)
+    metadata = value.metadata
+    if type(metadata) is dict and not metadata:
+        sizes[1] += 1  # the usual empty dict, counted as _copy_metadata would
+        metadata = {}
+    else:
+        metadata = _copy_metadata(metadata, names[3], sizes)
+    return {"type": kind, "id": ident, "name": name, "metadata": metadata}
 
 
 def _parse_party(value: Any, field: str, sizes: list[int]) -> dict[str, Any] | None:
