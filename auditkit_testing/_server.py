@@ -261,6 +261,9 @@ class FakeAuditServer:
                 merged with the namespace header.
         """
         headers = {**options.pop("headers", {}), **self.headers}
+        if self._url.startswith("http://") and "client" not in options:
+            # Plain HTTP verifies nothing; skipping the CA bundle saves a load per test.
+            options.setdefault("verify", False)
         return HttpTransport(self._url, self._api_key, headers=headers, **options)
 
     def recorder(self, **options: Any) -> BufferedRecorder:
