@@ -408,3 +408,34 @@ def test_a_missing_extra_is_named_in_the_error(
             f"installed; install it with: pip install 'auditkit[[]{extra}]'."
         ]
     )
+
+
+def test_a_server_that_cannot_start_fails_every_test_using_it_with_the_reason(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fake_server
+
+    def cannot_start(**options: object) -> None:
+        raise OSError("address already in use")
+
+    monkeypatch.setattr(fake_server, "serve_in_thread", cannot_start)
+    pytester.makepyfile(
+        """
+        def test_one(fake_audit_server):
+            pass
+
+        def test_two(audit_buffered_recorder):
+            pass
+        """
+    )
+
+    result = _run(pytester)
+
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*auditkit: The in-process fake audit server did not start: "
+            "OSError('address already in use')"
+        ]
+        * 2
+    )
