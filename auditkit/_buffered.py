@@ -14,6 +14,7 @@ Where every enqueued event is, at every moment (all guarded by the recorder's lo
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import logging
 import math
@@ -168,7 +169,7 @@ class BufferedRecorder(RecorderBase):
     #: The depth at which _append wakes the worker; _NEVER unless it waits.
     _wake_at: int
     #: The worker thread; None until the first event, and again after a fork.
-    _worker: threading.Thread | None
+    _worker: _Worker | None
     #: No worker will run again (closed and drained, or abandoned). Never reset
     #: to False but by a fork.
     _stopped: bool
@@ -275,7 +276,7 @@ class BufferedRecorder(RecorderBase):
             target = self._counts.enqueued
             if self._is_settled_through(target):
                 return True
-            if threading.current_thread() is self._worker:
+            if self._worker is not None and self._worker.is_current():
                 return False
             self._flush_target = max(self._flush_target, target)
             self._ensure_worker()
@@ -522,16 +523,15 @@ class BufferedRecorder(RecorderBase):
         """Start the worker if it is not running; called with the lock held."""
         if self._worker is not None or self._stopped:
             return
-        worker = threading.Thread(
-            target=self._run_worker, name="auditkit-recorder", daemon=True
-        )
+        worker = _Worker()
         try:
-            worker.start()
+            # Not threading.Thread.start(), which waits until the new thread
+            # runs: the first record() must not wait on the worker either.
+            _thread.start_new_thread(self._run_worker, (worker,))
         except RuntimeError:
-            # The interpreter is shutting down and refuses new threads: what is
-            # buffered is reported by close() as undelivered.
-            if self._hook_errors.is_due():
-                logger.exception("auditkit: could not start the delivery worker")
+            # The interpreter is shutting down and refuses new threads: close()
+            # reports what is buffered as undelivered. (No log line here: the
+            # lock is held, and a logging handler might record an event.)
             return
         self._worker = worker
 
@@ -539,10 +539,11 @@ class BufferedRecorder(RecorderBase):
         self._wake_at = _NEVER
         self._work.notify()
 
-    def _run_worker(self) -> None:
+    def _run_worker(self, worker: _Worker) -> None:
         # Limitation: the running worker holds the recorder, so a recorder that
         # recorded once stays alive until close() or interpreter exit, even when
         # the application dropped every reference to it.
+        worker.started()
         try:
             while True:
                 chunk = self._take_chunk()
@@ -564,6 +565,7 @@ class BufferedRecorder(RecorderBase):
                 self._settled.notify_all()
             if self._closed:
                 self._close_transport()
+            worker.done.set()
 
     def _take_chunk(self) -> _Chunk | None:
         """Wait for events worth sending and take them out of the buffer.
@@ -810,10 +812,9 @@ class BufferedRecorder(RecorderBase):
             lost = self._abandon("The delivery worker could not be started.")
             self._close_transport()
             return lost == 0
-        if worker is threading.current_thread():
+        if worker.is_current():
             return False  # close() from a hook: the worker stops when it returns
-        worker.join(_remaining(deadline))
-        if not worker.is_alive():
+        if worker.done.wait(_remaining(deadline)):
             return True
         lost = self._abandon("close() timed out before the events were delivered.")
         return lost == 0
@@ -968,6 +969,29 @@ class _Chunk:
         self.claimed = 0
         self.settled = 0
         self.abandoned = False
+
+
+@final
+class _Worker:
+    """The handle of a worker thread: who it is, and whether it ended."""
+
+    __slots__ = ("done", "ident")
+
+    def __init__(self) -> None:
+        #: The worker's thread id, once it runs.
+        self.ident: int | None = None
+        #: Set when the worker returned, after it closed the transport.
+        self.done = threading.Event()
+
+    def started(self) -> None:
+        """Called first thing on the worker thread."""
+        self.ident = threading.get_ident()
+        # Names the thread in log records and debuggers.
+        threading.current_thread().name = "auditkit-recorder"
+
+    def is_current(self) -> bool:
+        """Whether the calling thread is this worker."""
+        return self.ident == threading.get_ident()
 
 
 @final

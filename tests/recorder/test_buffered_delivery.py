@@ -357,7 +357,7 @@ def test_close_with_a_hanging_transport_returns_on_time_and_reports_the_rest(
     worker = recorder._worker
     transport.open()
     assert worker is not None
-    worker.join(BOUND)
+    assert worker.done.wait(BOUND)
     assert recorder.stats() == stats
     assert transport.closed == 1
 
@@ -391,8 +391,7 @@ def test_close_delivers_everything_then_stops(make_recorder: MakeRecorder) -> No
     assert transport.closed == 1
     worker = recorder._worker
     assert worker is not None
-    worker.join(BOUND)
-    assert not worker.is_alive()
+    assert worker.done.wait(BOUND)
 
 
 def test_close_is_idempotent_and_the_recorder_is_a_context_manager() -> None:

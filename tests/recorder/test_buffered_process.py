@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -176,11 +178,16 @@ def test_unused_and_closed_recorders_can_be_garbage_collected() -> None:
     assert used.close(timeout=BOUND)
     worker = used._worker
     assert worker is not None
-    worker.join(BOUND)
-    used_ref = weakref.ref(used)
+    assert worker.done.wait(BOUND)
+    collected = threading.Event()
+    weakref.finalize(used, collected.set)
     del used, worker
 
-    gc.collect()
+    # The worker's thread lets go of the recorder just after it signals done.
+    deadline = time.monotonic() + BOUND
+    while not collected.is_set() and time.monotonic() < deadline:
+        gc.collect()
+        collected.wait(0.01)
 
     assert unused() is None
-    assert used_ref() is None
+    assert collected.is_set()
