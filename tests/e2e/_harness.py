@@ -341,7 +341,15 @@ class FaultStep:
 def plan_faults(settings: SoakSettings) -> list[FaultStep]:
     """The fault schedule: a pure function of the settings, so a seed replays it."""
     rng = random.Random(settings.seed)
-    steps: list[FaultStep] = []
+    # One fault of every kind first, at random moments, so that no seed skips a
+    # kind (a bug that shows only after a reset must meet a reset); then a random
+    # stream of faults.
+    steps = [
+        FaultStep(
+            rng.uniform(0.0, settings.duration * 0.8), fault=_random_fault(rng, kind)
+        )
+        for kind in _FAULT_KINDS
+    ]
     at = rng.uniform(0.0, settings.fault_gap)
     while at < settings.duration:
         steps.append(FaultStep(at, fault=_random_fault(rng)))
@@ -353,8 +361,12 @@ def plan_faults(settings: SoakSettings) -> list[FaultStep]:
     return steps
 
 
-def _random_fault(rng: random.Random) -> dict[str, Any]:
-    kind = rng.choice(("5xx", "5xx", "429", "delay", "drop", "drop"))
+_FAULT_KINDS = ("5xx", "429", "delay", "before_body", "after_body")
+
+
+def _random_fault(rng: random.Random, kind: str | None = None) -> dict[str, Any]:
+    if kind is None:
+        kind = rng.choice((*_FAULT_KINDS, "5xx"))
     times = rng.randint(1, 4)
     if kind == "5xx":
         fault: dict[str, Any] = {"status": rng.choice((500, 502, 503)), "times": times}
@@ -366,7 +378,7 @@ def _random_fault(rng: random.Random) -> dict[str, Any]:
     elif kind == "delay":
         fault = {"delay": round(rng.uniform(0.02, 0.4), 3), "times": times}
     else:
-        fault = {"drop": rng.choice(("before_body", "after_body")), "times": times}
+        fault = {"drop": kind, "times": times}
     if kind != "delay" and rng.random() < 0.2:
         fault["delay"] = round(rng.uniform(0.01, 0.2), 3)
     return fault
