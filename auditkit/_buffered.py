@@ -298,6 +298,11 @@ class BufferedRecorder(RecorderBase):
 
         Returns:
             True if every event was delivered or definitively failed in time.
+
+        Note:
+            A send that hangs past the timeout keeps the worker thread (a daemon)
+            until the transport returns; the transport is closed only then, and
+            whatever that send reports is ignored.
         """
         result = self._close_once(timeout)
         atexit.unregister(self._exit_hook)
@@ -816,6 +821,8 @@ class BufferedRecorder(RecorderBase):
             return False  # close() from a hook: the worker stops when it returns
         if worker.done.wait(_remaining(deadline)):
             return True
+        # Limitation: a transport that ignores its timeout keeps the worker thread
+        # in send() after close() returns, and is closed only when send() returns.
         lost = self._abandon("close() timed out before the events were delivered.")
         return lost == 0
 

@@ -270,3 +270,23 @@ def test_hook_exceptions_are_logged_and_never_raised(
     hook_lines = [r for r in caplog.records if "on_drop hook raised" in r.message]
     assert len(hook_lines) == 1  # one traceback, not one per event
     assert hook_lines[0].exc_info is not None
+
+
+def test_drops_are_logged_as_one_summary_line_without_event_content(
+    make_recorder: MakeRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = HangingTransport()
+    recorder = make_recorder(transport, capacity=1, batch_size=1)
+    recorder.record(make_event(0))
+    assert transport.wait_parked()
+    recorder.record(make_event(1))
+
+    with caplog.at_level(logging.WARNING, logger="auditkit"):
+        outcomes = [recorder.record(make_event(n)) for n in range(2, 1_002)]
+
+    assert outcomes == [Outcome.DROPPED] * 1_000
+    assert recorder.stats().dropped == 1_000
+    [line] = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert (line.name, line.levelno) == ("auditkit._buffered", logging.WARNING)
+    assert "u1" not in caplog.text
+    assert "doc.read" not in caplog.text
