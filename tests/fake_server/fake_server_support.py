@@ -111,6 +111,11 @@ def batch(*events: object) -> bytes:
     return b'{"events": [' + b",".join(_encode(e) for e in events) + b"]}"
 
 
+#: What a client sees when a fault drops its connection: a close without an answer,
+#: or a reset when the kernel still held unread request bytes at the close.
+DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 def unique_namespace() -> str:
     """Return a namespace no other test uses."""
     return f"ns-{uuid.uuid4().hex[:12]}"

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_server_support import batch, wire_event
+from fake_server_support import DROPPED, batch, wire_event
 
 import fake_server
 
@@ -193,7 +193,7 @@ def _scenario(url: str) -> list[tuple[str, int, Any]]:
         try:
             http.post("/v1/events", content=batch(second))
             said.append(("drop", 0, "answered"))
-        except httpx.RemoteProtocolError:
+        except DROPPED:
             said.append(("drop", 0, "dropped"))
         waited = http.post("/_fake/wait", json={"count": 2, "timeout": 5})
         said.append(("wait", waited.status_code, waited.json()["matched"]))
