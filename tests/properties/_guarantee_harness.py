@@ -38,6 +38,7 @@ from auditkit_testing import InMemoryRecorder
 __all__ = [
     "BOUND",
     "PLUG_SEQ",
+    "UNTAGGED",
     "BufferedRig",
     "DropModel",
     "GateTransport",
@@ -55,8 +56,10 @@ __all__ = [
     "has_buffered",
     "make_event",
     "probe_locks",
+    "rich_specs",
     "run_in_thread",
     "seq_of",
+    "spec_lists",
     "specs",
     "wait_for",
 ]
@@ -66,6 +69,8 @@ __all__ = [
 BOUND = 20.0
 #: The sequence number of the event the worker takes first, to hold it in send().
 PLUG_SEQ = -1
+#: What :func:`seq_of` returns for an event that carries no sequence number.
+UNTAGGED = -2
 #: Where an event's sequence number travels, so delivered events can be told apart.
 SEQ_KEY = "seq"
 
@@ -74,20 +79,57 @@ Kind = Literal["valid", "no_action", "invalid"]
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """What to record: an event of some kind, with a content variant."""
+    """What to record: an event of some kind, as a small content variant or as a
+    full event drawn from :mod:`auditkit_testing.strategies`."""
 
     kind: Kind
     variant: int = 0
+    event: Event | None = None
 
 
 def specs() -> st.SearchStrategy[Spec]:
-    """Events to record: mostly valid, some with no action, some invalid."""
+    """Small hand-made events: mostly valid, some with no action, some invalid.
+
+    They cost little to draw, so lists of them grow long enough to overflow a
+    buffer, and they shrink to readable counterexamples.
+    """
     kinds: list[Kind] = ["valid", "valid", "valid", "no_action", "invalid"]
     return st.builds(Spec, st.sampled_from(kinds), st.integers(0, 3))
 
 
+@st.composite
+def spec_lists(draw: st.DrawFn, max_size: int = 20) -> list[Spec]:
+    """Sequences of records: small events, with a few rich ones mixed in."""
+    records = draw(st.lists(specs(), max_size=max_size))
+    for spec in draw(st.lists(rich_specs(), max_size=2)):
+        records.insert(draw(st.integers(0, len(records))), spec)
+    return records
+
+
+def rich_specs() -> st.SearchStrategy[Spec]:
+    """Full events from :mod:`auditkit_testing.strategies`, of every kind."""
+    from auditkit_testing import strategies
+
+    valid = strategies.events(stamped=False)
+    # Huge and deeply nested events are left to the validation tests: drawing them
+    # is slow, and they fail the same check as any other invalid event.
+    rules = [r for r in strategies.INVALID_RULES if r not in ("too_large", "too_deep")]
+    invalid = st.one_of([strategies.invalid_events(rule) for rule in rules])
+    return st.one_of(
+        valid.map(lambda e: Spec("valid", event=e)),
+        valid.map(lambda e: Spec("no_action", event=dataclasses.replace(e, action=""))),
+        invalid.map(lambda bad: Spec("invalid", event=bad.event)),
+    )
+
+
 def make_event(seq: int, spec: Spec) -> Event:
     """Build the event ``spec`` describes, tagged with ``seq``."""
+    if spec.event is not None:
+        # A fresh copy each time: hypothesis may replay the same spec.
+        event = dataclasses.replace(spec.event)
+        if isinstance(event.metadata, dict):
+            event.metadata = {**event.metadata, SEQ_KEY: seq}
+        return event
     event = Event(action=f"prop.{spec.variant}", metadata={SEQ_KEY: seq})
     if spec.variant % 2:
         event.actor = Actor("user", f"u{seq}")
@@ -114,11 +156,10 @@ def _break(event: Event, variant: int) -> None:
 
 
 def seq_of(event: Event | dict[str, Any]) -> int:
-    """The sequence number an event was tagged with."""
-    metadata = event.metadata if isinstance(event, Event) else event["metadata"]
-    value = metadata[SEQ_KEY]
-    assert isinstance(value, int)
-    return value
+    """The sequence number an event was tagged with; :data:`UNTAGGED` if none."""
+    metadata = event.metadata if isinstance(event, Event) else event.get("metadata")
+    value = metadata.get(SEQ_KEY) if isinstance(metadata, dict) else None
+    return value if isinstance(value, int) else UNTAGGED
 
 
 def wait_for(predicate: Callable[[], bool], cond: threading.Condition) -> bool:

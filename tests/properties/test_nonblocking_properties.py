@@ -32,7 +32,7 @@ from ._guarantee_harness import (
     make_event,
     probe_locks,
     run_in_thread,
-    specs,
+    spec_lists,
 )
 
 needs_buffered = pytest.mark.skipif(
@@ -71,14 +71,16 @@ def nonblocking_property(make_rig: RigFactory) -> Callable[[], None]:
         capacity=st.integers(1, 5),
         policy=st.sampled_from(NON_BLOCKING),
         mode=st.sampled_from(MODES),
-        records=st.lists(st.tuples(specs(), st.booleans()), max_size=20),
+        records=spec_lists(),
+        use_async=st.lists(st.booleans(), max_size=22),
         release_at=st.integers(0, 20),
     )
     def prop(
         capacity: int,
         policy: Policy,
         mode: str,
-        records: list[tuple[Spec, bool]],
+        records: list[Spec],
+        use_async: list[bool],
         release_at: int,
     ) -> None:
         rig = make_rig(capacity=capacity, policy=policy, batch_size=2)
@@ -90,11 +92,11 @@ def nonblocking_property(make_rig: RigFactory) -> Callable[[], None]:
             def record_all() -> tuple[list[Outcome], list[str]]:
                 outcomes: list[Outcome] = []
                 with WaitDetector() as detector:
-                    for seq, (spec, use_async) in enumerate(records):
+                    for seq, spec in enumerate(records):
                         if mode == "slow" and seq == release_at and transport:
                             transport.open()
                         event = make_event(seq, spec)
-                        if use_async:
+                        if seq < len(use_async) and use_async[seq]:
                             coro = rig.recorder.arecord(event)
                             outcomes.append(drive_without_suspending(coro))
                         else:
@@ -106,9 +108,7 @@ def nonblocking_property(make_rig: RigFactory) -> Callable[[], None]:
             outcomes, waits = result
             assert waits == [], f"record() waited: {waits}"
             if mode == "hang" or transport is None:
-                want = [
-                    model.record(seq, spec) for seq, (spec, _) in enumerate(records)
-                ]
+                want = [model.record(seq, spec) for seq, spec in enumerate(records)]
                 assert outcomes == want
             if transport is not None:
                 with transport.cond:
@@ -123,7 +123,7 @@ def timeouts_property(make_rig: RigFactory, bound: float = BOUND) -> Callable[[]
     """``flush`` and ``close`` return within their timeouts while sends hang."""
 
     @given(
-        records=st.lists(specs(), max_size=8),
+        records=spec_lists(max_size=8),
         flush_timeout=st.floats(0, 0.05),
         close_timeout=st.floats(0, 0.05),
     )

@@ -42,6 +42,7 @@ from ._guarantee_harness import (
     check_stats_add_up,
     has_buffered,
     make_event,
+    rich_specs,
     run_in_thread,
     seq_of,
     specs,
@@ -118,6 +119,10 @@ class BufferedRecorderMachine(RuleBasedStateMachine):
         got = self.recorder.record(make_event(seq, spec), timeout=0)
         want = self._model_record(seq, spec)
         assert got is want, f"record #{seq} ({spec.kind}): {got} != {want}"
+
+    @rule(spec=rich_specs())
+    def record_rich(self, spec: Spec) -> None:
+        self.record(spec)
 
     @precondition(lambda self: not self.closed)
     @rule()
