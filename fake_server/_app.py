@@ -82,8 +82,10 @@ def create_app(config: ServerConfig | None = None) -> _FakeServerApp:
     """Return the fake server as an ASGI application.
 
     Serve it with uvicorn, or use :func:`fake_server.serve_in_thread`, which does.
-    Connection drops need uvicorn; under another server a dropped request ends with
-    a broken response instead.
+
+    Note:
+        Faults that drop the connection need uvicorn; under another server a dropped
+        request ends in a started, unfinished response instead.
 
     Args:
         config: How the server behaves; the defaults accept any key and keep events
@@ -151,8 +153,9 @@ class _FakeServerApp:
                 (time.perf_counter() - started) * 1000,
             )
         if scope.get(_DROPPED_KEY) and scope[_TRANSPORT_KEY] is None:
-            # Without uvicorn's transport, a started but unfinished response is the
-            # nearest thing to a dropped connection the server will produce.
+            # Limitation: without uvicorn's transport the connection can't be closed
+            # from here; a started, unfinished response is the nearest thing, and
+            # the server logs it as an error.
             await send({"type": "http.response.start", "status": 200, "headers": []})
             raise ConnectionAbortedError("The fault dropped the connection.")
 
@@ -370,7 +373,7 @@ class _FakeServerApp:
         headers = {}
         if fault.retry_after is not None:
             headers["retry-after"] = f"{fault.retry_after:g}"
-        status = fault.status or 503
+        status = fault.status if fault.status is not None else 503
         entry["status"] = status
         self.registry.record(namespace, entry)
         return _error(
