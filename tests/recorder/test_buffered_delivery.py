@@ -452,3 +452,26 @@ def test_batch_objects_carry_encoded_events(make_recorder: MakeRecorder) -> None
     [batch] = transport.batches
     assert isinstance(batch, Batch)
     assert batch.body.startswith(b'{"events":[{')
+
+
+def test_flush_and_close_called_from_a_worker_hook_do_not_deadlock(
+    make_recorder: MakeRecorder,
+) -> None:
+    results: list[bool] = []
+    recorder: BufferedRecorder
+
+    def on_failure(events: list[Event], reason: str) -> None:
+        results.append(recorder.flush(timeout=BOUND))
+        results.append(recorder.close(timeout=BOUND))
+
+    transport = FailingTransport()
+    recorder = make_recorder(transport, on_failure=on_failure)
+    recorder.record(make_event(0))
+
+    assert recorder.flush(timeout=BOUND)
+    assert results == [False, False]
+    assert recorder.record(make_event(1)) is Outcome.CLOSED
+    worker = recorder._worker
+    assert worker is not None
+    assert worker.done.wait(BOUND)
+    assert transport.closed == 1
