@@ -993,7 +993,9 @@ class _Worker:
     def started(self) -> None:
         """Called first thing on the worker thread."""
         self.ident = threading.get_ident()
-        # Names the thread in log records and debuggers.
+        # Limitation: a thread started with _thread is known to the threading
+        # module only as a "dummy" thread, which threading.enumerate() keeps
+        # listing after the worker ended; it holds no reference to the recorder.
         threading.current_thread().name = "auditkit-recorder"
 
     def is_current(self) -> bool:
