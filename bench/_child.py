@@ -240,7 +240,15 @@ def _sink_request(endpoint: str, method: str, path: str) -> bytes:
         connection.close()
 
 
+def run_costs(spec: dict[str, Any]) -> dict[str, Any]:
+    """What each step of recording and delivery costs."""
+    from bench import _costs
+
+    return _costs.measure(spec)
+
+
 _KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "costs": run_costs,
     "latency": run_latency,
     "throughput": run_throughput,
     "floor-throughput": run_floor_throughput,

@@ -13,6 +13,7 @@ def render(results: dict[str, Any]) -> str:
     """Return the tables of ``results`` as Markdown text."""
     parts = [_render_machine(results)]
     for key, renderer in (
+        ("costs", _render_costs),
         ("latency", _render_latency),
         ("throughput", _render_throughput),
         ("growth", _render_growth),
@@ -59,6 +60,15 @@ def _render_machine(results: dict[str, Any]) -> str:
         f"{results.get('mode', '')} run in {results.get('seconds')} s.\n"
         f"Versions: {versions}."
     )
+
+
+def _render_costs(result: dict[str, Any]) -> str:
+    error = _error(result)
+    if error:
+        return f"### What each step costs\n\n{error}"
+    body = [[row["step"], _us(row["us"]), row["per"]] for row in result["rows"]]
+    table = _table(["step", "µs", "per"], body)
+    return "### What each step costs (µs, best of three)\n\n" + table
 
 
 def _render_latency(rows: list[dict[str, Any]]) -> str:

@@ -31,7 +31,7 @@ __all__ = ["Plan", "main", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
-SECTIONS = ("latency", "throughput", "growth", "batch", "middleware")
+SECTIONS = ("costs", "latency", "throughput", "growth", "batch", "middleware")
 #: The service conditions of the latency rows: a healthy local sink, a closed port,
 #: and a sink that takes a second to answer each request.
 SERVICES = ("ok", "unreachable", "slow")
@@ -65,6 +65,7 @@ class Plan:
     middleware_requests: int = 20_000
     middleware_warmup: int = 2_000
     slow_delay: float = 1.0
+    cost_calls: int = 50_000
 
 
 QUICK = Plan(
@@ -81,6 +82,7 @@ QUICK = Plan(
     middleware_requests=200,
     middleware_warmup=20,
     slow_delay=1.0,
+    cost_calls=500,
 )
 
 
@@ -110,6 +112,9 @@ def run(
     started = time.perf_counter()
     with _sink(0.0) as ok, _sink(plan.slow_delay) as slow:
         endpoints = {"ok": ok, "unreachable": _closed_port(), "slow": slow}
+        if "costs" in sections:
+            results["costs"] = _child({"kind": "costs", "count": plan.cost_calls})
+            note("costs measured")
         if "latency" in sections:
             results["latency"] = _run_latency(plan, clients, endpoints, note)
         if "throughput" in sections:
