@@ -570,6 +570,7 @@ class BufferedRecorder(RecorderBase):
                 self._settled.notify_all()
             if self._closed:
                 self._close_transport()
+            worker.ident = None  # a later thread may reuse the id
             worker.done.set()
 
     def _take_chunk(self) -> _Chunk | None:
