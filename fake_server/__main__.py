@@ -55,11 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
 
+    server = uvicorn.Server(uvicorn_config(config, args.host, log_level="warning"))
+    _handle_stop_signals(server)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"fake_server listening on http://{host}:{port}", flush=True)
-    server = uvicorn.Server(uvicorn_config(config, args.host, log_level="warning"))
-    _absorb_reraised_signals()
     try:
         server.run(sockets=[sock])
     finally:
@@ -138,15 +138,17 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(api_keys=keys, db=args.db, limits=limits)
 
 
-def _absorb_reraised_signals() -> None:
-    # uvicorn handles SIGINT and SIGTERM while it runs, then restores the previous
-    # handlers and raises the signal again; these handlers make that second delivery
-    # a no-op, so a stop by signal ends with status 0 instead of a kill.
-    def ignore(signum: int, frame: FrameType | None) -> None:
+def _handle_stop_signals(server: uvicorn.Server) -> None:
+    # uvicorn handles SIGINT and SIGTERM only while it runs, then restores these
+    # handlers and raises the signal again. Installed first, they make a signal that
+    # arrives before uvicorn is ready stop it too, and the re-raised one a no-op, so
+    # that a stop by signal always ends with status 0.
+    def stop(signum: int, frame: FrameType | None) -> None:
         logger.info("received signal %d, stopping", signum)
+        server.should_exit = True
 
-    signal.signal(signal.SIGINT, ignore)
-    signal.signal(signal.SIGTERM, ignore)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":
