@@ -44,6 +44,8 @@ class Matcher:
 
 @final
 class _Any(Matcher):
+    """Matches any value at all, ``None`` included."""
+
     def matches(self, value: Any) -> bool:
         return True
 
@@ -53,6 +55,8 @@ class _Any(Matcher):
 
 @final
 class _AnyStr(Matcher):
+    """Matches any non-empty string."""
+
     def matches(self, value: Any) -> bool:
         return isinstance(value, str) and value != ""
 
