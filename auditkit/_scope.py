@@ -146,7 +146,9 @@ class Scope:
             node = node._parent
         return None
 
-    def _defer(self, recorder: _DeferTarget, event: Event, stamp: tuple[str, str]) -> None:
+    def _defer(
+        self, recorder: _DeferTarget, event: Event, stamp: tuple[str, str]
+    ) -> None:
         with self._lock:
             for known, deferred_event, _ in self._deferred:
                 if known is recorder and deferred_event is event:
@@ -257,7 +259,8 @@ class _ScopeContext:
         return self._scope
 
     def _close(self) -> list[tuple[_DeferTarget, Event, tuple[str, str]]]:
-        assert self._scope is not None and self._token is not None
+        assert self._scope is not None
+        assert self._token is not None
         try:
             _current.reset(self._token)
         except ValueError:

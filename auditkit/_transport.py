@@ -116,7 +116,9 @@ class SendResult:
         return cls(SendStatus.FAILED, reason)
 
     @classmethod
-    def too_large(cls, reason: str = "The service refused the batch as too large.") -> SendResult:
+    def too_large(
+        cls, reason: str = "The service refused the batch as too large."
+    ) -> SendResult:
         """The batch must be split before it is sent again."""
         return cls(SendStatus.TOO_LARGE, reason)
 

@@ -10,14 +10,24 @@ import time
 from collections.abc import Callable
 from typing import Any, final
 
-from auditkit import DropReason, Event, InvalidEventError, Outcome, Policy, Stats
+from auditkit import (
+    ConfigurationError,
+    DropReason,
+    Event,
+    InvalidEventError,
+    Outcome,
+    Policy,
+    Stats,
+)
 from auditkit._recorder import RecorderBase, _is_loop_running
 from auditkit._scope import Scope
 from auditkit._waiters import SlotQueue, WaitEnd
 
 __all__ = ["InMemoryRecorder", "RecordedOutcome"]
 
-logger = logging.getLogger("auditkit_testing")
+# The same logger as the recorders of auditkit, so that a test's caplog sees what
+# production would log.
+logger = logging.getLogger("auditkit")
 
 
 @final
@@ -86,9 +96,13 @@ class InMemoryRecorder(RecorderBase):
         if capacity is not None and (
             isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1
         ):
-            raise ValueError(f"capacity must be a positive integer or None, got {capacity!r}.")
+            raise ConfigurationError(
+                f"capacity must be a positive integer or None, got {capacity!r}."
+            )
         if not isinstance(policy, Policy):
-            raise ValueError(f"policy must be an auditkit.Policy, got {policy!r}.")
+            raise ConfigurationError(
+                f"policy must be an auditkit.Policy, got {policy!r}."
+            )
         self._capacity = capacity
         self._policy = policy
         self._on_drop = on_drop
@@ -168,10 +182,12 @@ class InMemoryRecorder(RecorderBase):
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting events; later records return ``CLOSED``. Idempotent.
 
-        Stored events stay readable.
+        Callers waiting for space under ``Policy.BLOCK`` return ``CLOSED`` with
+        nothing stored. Stored events stay readable.
         """
         with self._lock:
             self._closed = True
+            self._waiters.release_all()
         return True
 
     def _enqueue_deferred(self, event: Event, stamp: tuple[str, str]) -> Outcome:
@@ -265,7 +281,7 @@ class InMemoryRecorder(RecorderBase):
                 "Use 'await recorder.arecord(event)' in async code."
             )
         self._counts.dropped += 1
-        self._reason.value = "the buffer was full (%s)" % self._policy.value
+        self._reason.value = f"the buffer was full ({self._policy.value})"
         self._call_on_drop(event, DropReason.BUFFER_FULL)
         return Outcome.DROPPED
 
@@ -275,6 +291,8 @@ class InMemoryRecorder(RecorderBase):
         if end is WaitEnd.CANCELLED:
             self._counts.cancelled += 1
             return Outcome.CANCELLED
+        if end is WaitEnd.CLOSED:
+            return Outcome.CLOSED
         self._counts.timed_out += 1
         return Outcome.TIMED_OUT
 

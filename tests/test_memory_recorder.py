@@ -11,6 +11,7 @@ import pytest
 
 from auditkit import (
     Actor,
+    ConfigurationError,
     DropReason,
     Event,
     Outcome,
@@ -362,7 +363,7 @@ def test_block_gives_up_when_the_scope_is_cancelled_from_another_thread() -> Non
 def test_block_in_a_thread_running_an_event_loop_drops_and_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="auditkit_testing")
+    caplog.set_level(logging.WARNING, logger="auditkit")
     recorder = InMemoryRecorder(capacity=1, policy=Policy.BLOCK)
     recorder.record(_event("first"))
 
@@ -411,6 +412,24 @@ def test_cancelled_task_gets_cancelled_error_and_nothing_is_enqueued() -> None:
     assert recorder.record(_event("third")) is Outcome.ENQUEUED
 
 
+def test_close_sends_blocked_callers_away_with_closed() -> None:
+    recorder = InMemoryRecorder(capacity=1, policy=Policy.BLOCK)
+    recorder.record(_event("first"))
+    entered = _signal_waits(recorder)
+    outcomes: list[Outcome] = []
+    thread = threading.Thread(
+        target=lambda: outcomes.append(recorder.record(_event("second")))
+    )
+    thread.start()
+    assert entered.acquire(timeout=WAIT)
+
+    recorder.close()
+    thread.join(WAIT)
+
+    assert outcomes == [Outcome.CLOSED]
+    assert _stored_actions(recorder) == ["first"]
+
+
 def test_arecord_times_out() -> None:
     recorder = InMemoryRecorder(capacity=1, policy=Policy.BLOCK)
     recorder.record(_event("first"))
@@ -442,7 +461,7 @@ def test_outcomes_keep_a_copy_of_what_was_passed() -> None:
 
 @pytest.mark.parametrize("capacity", [0, -1, 1.5, True])
 def test_bad_capacity_is_refused(capacity: object) -> None:
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ConfigurationError, match="capacity"):
         InMemoryRecorder(capacity=capacity)  # type: ignore[arg-type]
 
 
