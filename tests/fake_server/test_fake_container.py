@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -228,3 +229,32 @@ def test_the_container_is_healthy_runs_unprivileged_and_stops_promptly(container
     assert state == "0"
     # Far below the 20 s after which podman would have had to kill it.
     assert elapsed < 10
+
+
+def test_the_recorder_contract_holds_against_the_container(container):
+    """The conformance suite of auditkit_testing, pointed at the container."""
+    _, url = container
+    suite = _REPO_ROOT / "tests" / "testing" / "test_conformance.py"
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suite),
+            "-k",
+            "external",
+            f"--audit-server-url={url}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=_COMMAND_TIMEOUT,
+        cwd=_REPO_ROOT,
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert " passed" in run.stdout
+    assert "skipped" not in run.stdout
