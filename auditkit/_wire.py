@@ -148,18 +148,27 @@ def snapshot_event(
         sizes[1] += 1
     else:
         action = _check_text(action, "action", sizes, allow_empty=True)
-    occurred_at = event.occurred_at
+    # Absent optional parts are tested here, not in the helpers: a call per part
+    # would cost more than the check.
+    occurred_at, actor, target = event.occurred_at, event.actor, event.target
+    result, tenant_id, request = event.result, event.tenant_id, event.request
     wire = {
         "id": event_id,
         "action": action,
         "occurred_at": None
         if occurred_at is None
         else _format_occurred_at(occurred_at),
-        "actor": _snapshot_party(event.actor, "actor", Actor, sizes),
-        "target": _snapshot_party(event.target, "target", Target, sizes),
-        "result": _snapshot_result(event.result, sizes),
-        "tenant_id": _check_optional_text(event.tenant_id, "tenant_id", sizes),
-        "request": _snapshot_request(event.request, sizes),
+        "actor": None
+        if actor is None
+        else _snapshot_party(actor, "actor", Actor, sizes),
+        "target": None
+        if target is None
+        else _snapshot_party(target, "target", Target, sizes),
+        "result": None if result is None else _snapshot_result(result, sizes),
+        "tenant_id": None
+        if tenant_id is None
+        else _check_optional_text(tenant_id, "tenant_id", sizes),
+        "request": None if request is None else _snapshot_request(request, sizes),
         "metadata": _copy_metadata(event.metadata, "metadata", sizes),
     }
     if fill and (not event_id or occurred_at is None):
