@@ -36,6 +36,7 @@ TINY = _run.Plan(
     middleware_requests=30,
     middleware_warmup=3,
     slow_delay=1.0,
+    cost_calls=200,
 )
 
 
@@ -74,6 +75,9 @@ def test_tiny_run_of_every_section_reports_auditkit_beside_the_floor(
         if "skipped" not in row:
             assert row["requests"] == TINY.middleware_requests
             assert row["enqueued"] >= TINY.middleware_requests
+
+    steps = [row["step"] for row in results["costs"]["rows"]]
+    assert "id (UUIDv7) and timestamp" in steps
 
     text = render(results)
     assert "Enqueue latency per call" in text
