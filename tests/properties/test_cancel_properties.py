@@ -24,7 +24,6 @@ import auditkit
 from auditkit import Outcome, Policy
 
 from ._guarantee_harness import (
-    BOUND,
     BufferedRig,
     InMemoryRig,
     Rig,
@@ -49,39 +48,48 @@ Fate = Literal["serve", "cancel", "task_cancel", "deadline", "timeout", "pre_can
 RAISED = "CancelledError"
 #: A deadline short enough to pass while the caller waits.
 SHORT = 0.02
-#: How long a caller whose deadline is SHORT may take to give up: generous, and
-#: short enough that shrinking a counterexample stays quick.
-GIVE_UP_BOUND = 2.0
+#: How long a caller may take to return once it should: generous, yet short
+#: enough that shrinking a counterexample where it never does stays quick.
+WAKE_BOUND = 5.0
 #: Sequence numbers of the events that fill the buffer, clear of the waiters'.
 FILL_BASE = 1000
 
 
-@dataclasses.dataclass
-class Waiter:
-    """One caller that records while the buffer is full."""
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """One caller that records while the buffer may be full, as generated."""
 
     seq: int
     on_thread: bool
     fate: Fate
-    scope: auditkit.Scope | None = None
-    result: Outcome | str | None = None
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    task: asyncio.Task[None] | None = None
+
+
+class Waiter:
+    """A caller being played: its scope, task and what its record returned."""
+
+    def __init__(self, caller: Caller) -> None:
+        self.seq = caller.seq
+        self.on_thread = caller.on_thread
+        self.fate = caller.fate
+        self.scope: auditkit.Scope | None = None
+        self.result: Outcome | str | None = None
+        self.done = threading.Event()
+        self.task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         where = "thread" if self.on_thread else "task"
         return f"Waiter({self.seq}, {where}, {self.fate})"
 
 
-def _waiter(seq: int, on_thread: bool, fate: Fate) -> Waiter:
+def _caller(seq: int, on_thread: bool, fate: Fate) -> Caller:
     # A thread can't be cancelled like a task: it is cancelled through its scope.
     if on_thread and fate == "task_cancel":
         fate = "cancel"
-    return Waiter(seq, on_thread, fate)
+    return Caller(seq, on_thread, fate)
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[int, list[Waiter], list[tuple[str, int]]]:
+def scenarios(draw: st.DrawFn) -> tuple[int, list[Caller], list[tuple[str, int]]]:
     """A capacity, the waiters in arrival order, and the steps to interleave."""
     capacity = draw(st.integers(1, 3))
     fates: st.SearchStrategy[Fate] = st.sampled_from(
@@ -96,7 +104,7 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[Waiter], list[tuple[str, int]]
         ]
     )
     waiters = [
-        _waiter(seq, draw(st.booleans()), draw(fates))
+        _caller(seq, draw(st.booleans()), draw(fates))
         for seq in range(draw(st.integers(0, 6)))
     ]
     steps = draw(
@@ -131,9 +139,9 @@ class _Model:
 class _Run:
     """Plays one scenario against a rig, checking it against the model at each step."""
 
-    def __init__(self, rig: Rig, waiters: list[Waiter]) -> None:
+    def __init__(self, rig: Rig, callers: list[Caller]) -> None:
         self.rig = rig
-        self.waiters = waiters
+        self.waiters = [Waiter(caller) for caller in callers]
         self.recorder: Any = rig.recorder
         self.model = _Model(rig.capacity, 0)
         self.watch = WaiterWatch(self.recorder._waiters)
@@ -187,10 +195,14 @@ class _Run:
             await self._finish(waiter, self._solo_outcome(waiter, will_queue))
         else:
             self.model.queue.append(waiter)
+            expected = len(self.model.queue)
             queued = await asyncio.to_thread(
-                self.watch.wait_len, lambda n: n >= len(self.model.queue)
+                self.watch.wait_len, lambda n: n >= expected or waiter.done.is_set()
             )
             assert queued, f"{waiter} never queued for space"
+            assert not waiter.done.is_set(), (
+                f"{waiter} should wait for space, but returned {waiter.result}"
+            )
         self._check_waiters()
 
     def _solo_outcome(self, waiter: Waiter, will_queue: bool) -> Outcome:
@@ -233,8 +245,7 @@ class _Run:
         self._check_waiters()
 
     async def _finish(self, waiter: Waiter, want: Outcome | str) -> None:
-        bound = GIVE_UP_BOUND if waiter.fate in ("deadline", "timeout") else BOUND
-        ended = await asyncio.to_thread(waiter.done.wait, bound)
+        ended = await asyncio.to_thread(waiter.done.wait, WAKE_BOUND)
         assert ended, f"{waiter} still waiting; expected {want}"
         assert waiter.result == want, f"{waiter} got {waiter.result}, expected {want}"
 
@@ -253,7 +264,7 @@ class _Run:
                     make_event(waiter.seq, Spec("valid")), timeout=_timeout(waiter)
                 )
         finally:
-            waiter.done.set()
+            self._note_done(waiter)
 
     async def _in_task(self, waiter: Waiter) -> None:
         try:
@@ -265,7 +276,12 @@ class _Run:
             waiter.result = RAISED
             raise
         finally:
-            waiter.done.set()
+            self._note_done(waiter)
+
+    def _note_done(self, waiter: Waiter) -> None:
+        waiter.done.set()
+        with self.watch.cond:
+            self.watch.cond.notify_all()
 
     def _open_scope(self, waiter: Waiter) -> Any:
         context = auditkit.scope(timeout=SHORT if waiter.fate == "deadline" else None)
@@ -350,10 +366,10 @@ def cancel_property(make_rig: RigFactory) -> Callable[[], None]:
     """The cancellation property against recorders that ``make_rig`` builds."""
 
     @given(scenario=scenarios())
-    def prop(scenario: tuple[int, list[Waiter], list[tuple[str, int]]]) -> None:
-        capacity, waiters, steps = scenario
+    def prop(scenario: tuple[int, list[Caller], list[tuple[str, int]]]) -> None:
+        capacity, callers, steps = scenario
         rig = make_rig(capacity=capacity, policy=Policy.BLOCK, batch_size=1)
-        run = _Run(rig, [dataclasses.replace(w) for w in waiters])
+        run = _Run(rig, callers)
 
         async def main() -> None:
             try:
