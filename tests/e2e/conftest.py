@@ -2,7 +2,7 @@
 
 ``--soak-long`` (or ``AUDITKIT_SOAK=long``) runs the long variant of the fault soak
 and of the fuzzers; ``--soak-seed N`` (or ``AUDITKIT_SOAK_SEED=N``) replays a fault
-schedule. Every test starts its own servers on 127.0.0.1 and stops them, so the
+schedule. Both options are declared in ``tests/conftest.py``. Every test starts its own servers on 127.0.0.1 and stops them, so the
 tests are safe under pytest-xdist.
 """
 
@@ -19,23 +19,6 @@ from ._harness import ServerProcess, SoakSettings
 
 # Seconds each test of the long variant may take.
 _LONG_TIMEOUT = 1_200
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("auditkit-e2e", "auditkit end-to-end tests")
-    group.addoption(
-        "--soak-long",
-        action="store_true",
-        default=False,
-        help="Run the long fault soak and longer fuzzing (also AUDITKIT_SOAK=long).",
-    )
-    group.addoption(
-        "--soak-seed",
-        type=int,
-        default=None,
-        help="Seed of the fault schedule, to replay a failure (also "
-        "AUDITKIT_SOAK_SEED).",
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,8 +41,6 @@ def pytest_collection_modifyitems(
 
 def is_long_run(config: pytest.Config) -> bool:
     """Whether the long variant was asked for, by option or environment."""
-    # The option is unknown when this conftest was loaded after the command line
-    # was parsed (pytest run from the root without naming tests/e2e).
     if config.getoption("--soak-long", default=False):
         return True
     return os.environ.get("AUDITKIT_SOAK", "").strip().lower() == "long"
