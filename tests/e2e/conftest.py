@@ -2,8 +2,8 @@
 
 ``--soak-long`` (or ``AUDITKIT_SOAK=long``) runs the long variant of the fault soak
 and of the fuzzers; ``--soak-seed N`` (or ``AUDITKIT_SOAK_SEED=N``) replays a fault
-schedule. Both options are declared in ``tests/conftest.py``. Every test starts its own servers on 127.0.0.1 and stops them, so the
-tests are safe under pytest-xdist.
+schedule. Both options are declared in ``tests/conftest.py``. Every test starts its
+own servers on 127.0.0.1 and stops them, so the tests are safe under pytest-xdist.
 """
 
 from __future__ import annotations
