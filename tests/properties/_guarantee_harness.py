@@ -53,7 +53,6 @@ __all__ = [
     "check_stats_add_up",
     "drive_without_suspending",
     "expected_stats",
-    "has_buffered",
     "make_event",
     "probe_locks",
     "rich_specs",
@@ -573,11 +572,6 @@ class _NotifyingDeque(collections.deque[Any]):
         # taken briefly, never while waiting on the recorder, so no lock cycle.
         with self._cond:
             self._cond.notify_all()
-
-
-def has_buffered() -> bool:
-    """Whether this checkout has the buffered recorder yet."""
-    return hasattr(auditkit, "BufferedRecorder")
 
 
 def expected_stats(model: DropModel, rig: Rig, *, settled: bool) -> dict[str, int]:

@@ -31,16 +31,12 @@ from ._guarantee_harness import (
     Spec,
     WaiterWatch,
     check_stats_add_up,
-    has_buffered,
     make_event,
 )
 
-needs_buffered = pytest.mark.skipif(
-    not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"
-)
 RIGS = [
     pytest.param(InMemoryRig, id="in_memory"),
-    pytest.param(BufferedRig, id="buffered", marks=needs_buffered),
+    pytest.param(BufferedRig, id="buffered"),
 ]
 
 Fate = Literal["serve", "cancel", "task_cancel", "deadline", "timeout", "pre_cancelled"]

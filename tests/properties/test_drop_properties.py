@@ -24,18 +24,14 @@ from ._guarantee_harness import (
     Spec,
     check_stats,
     expected_stats,
-    has_buffered,
     make_event,
     seq_of,
     spec_lists,
 )
 
-needs_buffered = pytest.mark.skipif(
-    not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"
-)
 RIGS = [
     pytest.param(InMemoryRig, id="in_memory"),
-    pytest.param(BufferedRig, id="buffered", marks=needs_buffered),
+    pytest.param(BufferedRig, id="buffered"),
 ]
 
 

@@ -19,17 +19,14 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from auditkit import Event, Outcome
 
-from ._guarantee_harness import BufferedRig, InMemoryRig, Rig, RigFactory, has_buffered
+from ._guarantee_harness import BufferedRig, InMemoryRig, Rig, RigFactory
 from .test_cancel_properties import cancel_property
 from .test_drop_properties import drop_property
 from .test_nonblocking_properties import nonblocking_property, timeouts_property
 from .test_recorder_machine import BufferedRecorderMachine
 
-needs_buffered = pytest.mark.skipif(
-    not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"
-)
 IN_MEMORY = pytest.param(InMemoryRig, id="in_memory")
-BUFFERED = pytest.param(BufferedRig, id="buffered", marks=needs_buffered)
+BUFFERED = pytest.param(BufferedRig, id="buffered")
 
 #: Stop at the first counterexample, without shrinking it: only the verdict counts.
 #: Derandomized, so that whether a mutant is caught never depends on luck.
@@ -132,18 +129,15 @@ def test_cancel_property_catches_a_cancel_that_enqueues_anyway(
     _assert_caught(cancel_property(_mutated(make_rig, enqueue_cancelled)))
 
 
-@needs_buffered
 def test_timeout_property_catches_a_flush_that_ignores_its_timeout() -> None:
     prop = timeouts_property(_mutated(BufferedRig, ignore_flush_timeout), bound=1.0)
     _assert_caught(prop)
 
 
-@needs_buffered
 def test_nonblocking_property_catches_a_record_that_waits_for_the_worker() -> None:
     _assert_caught(nonblocking_property(_mutated(BufferedRig, wait_for_worker)))
 
 
-@needs_buffered
 def test_state_machine_catches_a_drop_that_forgets_the_counter() -> None:
     class Mutated(BufferedRecorderMachine):
         mutate = staticmethod(forget_drop_count)

@@ -28,19 +28,15 @@ from ._guarantee_harness import (
     Spec,
     WaitDetector,
     drive_without_suspending,
-    has_buffered,
     make_event,
     probe_locks,
     run_in_thread,
     spec_lists,
 )
 
-needs_buffered = pytest.mark.skipif(
-    not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"
-)
 RIGS = [
     pytest.param(InMemoryRig, id="in_memory"),
-    pytest.param(BufferedRig, id="buffered", marks=needs_buffered),
+    pytest.param(BufferedRig, id="buffered"),
 ]
 NON_BLOCKING = [Policy.DROP_NEWEST, Policy.DROP_OLDEST]
 #: How the transport misbehaves while the records happen.

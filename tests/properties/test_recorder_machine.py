@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -40,17 +39,12 @@ from ._guarantee_harness import (
     GateTransport,
     Spec,
     check_stats_add_up,
-    has_buffered,
     make_event,
     rich_specs,
     run_in_thread,
     seq_of,
     specs,
     wait_for,
-)
-
-pytestmark = pytest.mark.skipif(
-    not has_buffered(), reason="auditkit.BufferedRecorder is not in this checkout"
 )
 
 #: How a drain answers each batch.
