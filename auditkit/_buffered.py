@@ -358,6 +358,24 @@ class BufferedRecorder(RecorderBase):
             end = await self._waiters.await_slot(deadline, current)
             return self._finish_wait(end, wire)
 
+    def _refuses_new_events(self) -> bool:
+        # Read without the lock, so only a hint; _refuse decides under it. In a
+        # forked child the inherited buffer is not this process's: no shortcut.
+        return (
+            len(self._buffer) >= self._capacity
+            and self._policy is Policy.DROP_NEWEST
+            and self._pid == _getpid()
+        )
+
+    def _refuse(self, event: Event) -> Outcome | None:
+        with self._lock:
+            if self._closed:
+                return Outcome.CLOSED
+            if len(self._buffer) < self._capacity:
+                return None
+            self._counts.dropped += 1
+        return self._report_full(event, None)
+
     def _put_deferred(self, wire: dict[str, Any], event: Event) -> Outcome:
         self._check_fork()
         if not self._block or _is_loop_running():

@@ -23,6 +23,13 @@ __all__ = ["InvalidHook", "Recorder", "RecorderBase", "Stats"]
 
 logger = logging.getLogger("auditkit")
 
+# Stands in for an event's id and time while it is validated only to be dropped:
+# the same lengths as real ones, so that the size check gives the same answer.
+_PLACEHOLDER_STAMP = (
+    "00000000-0000-7000-8000-000000000000",
+    "1970-01-01T00:00:00.000000Z",
+)
+
 #: The signature of ``on_invalid(event, error)``.
 InvalidHook = Callable[[Event, InvalidEventError], None]
 
@@ -201,8 +208,19 @@ class RecorderBase:
         ):
             # The common case, outside any scope and open: the rules that are left
             # can only find the content invalid. The same checks, without two calls.
+            # A full buffer that drops the newest event needs the event validated
+            # (INVALID comes first) but not given an id and a time.
+            stamp = _PLACEHOLDER_STAMP if self._refuses_new_events() else None
             try:
-                wire = snapshot_event(event, max_event_bytes=self._max_event_bytes)
+                wire = snapshot_event(
+                    event, max_event_bytes=self._max_event_bytes, stamp=stamp
+                )
+                if stamp is not None:
+                    outcome = self._refuse(event)
+                    if outcome is not None:
+                        return outcome
+                    # Space freed meanwhile: the event goes in, stamped for real.
+                    wire = snapshot_event(event, max_event_bytes=self._max_event_bytes)
             except InvalidEventError as exc:
                 self._report_invalid(event, exc)
                 return Outcome.INVALID
@@ -274,6 +292,19 @@ class RecorderBase:
                 self._count("deferred")
                 return Outcome.DEFERRED
         return None
+
+    def _refuses_new_events(self) -> bool:
+        """Whether a new event would be dropped right now without waiting.
+
+        A hint read without the lock: True lets :meth:`record` skip stamping an
+        event that :meth:`_refuse` is about to drop. Recorders that never drop the
+        newest event keep this default.
+        """
+        return False
+
+    def _refuse(self, event: Event) -> Outcome | None:  # pragma: no cover
+        """Drop ``event`` if the buffer is still full; None if space freed since."""
+        raise NotImplementedError
 
     def _snapshot(
         self, event: Event, stamp: tuple[str, str] | None

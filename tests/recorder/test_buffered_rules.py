@@ -251,6 +251,70 @@ def test_invalid_event_is_reported_and_not_enqueued(
     assert (recorder.stats().invalid, recorder.stats().enqueued) == (1, 0)
 
 
+def test_a_full_buffer_checks_content_first_and_stamps_no_dropped_event(
+    make_recorder: MakeRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under DROP_NEWEST a full buffer still reports bad content as INVALID; an
+    event it drops is left as the caller made it and costs no new id."""
+    transport = HangingTransport()
+    errors: list[str] = []
+    dropped: list[tuple[Event, DropReason]] = []
+    recorder = make_recorder(
+        transport,
+        capacity=1,
+        batch_size=1,
+        on_invalid=lambda event, error: errors.append(error.field),
+        on_drop=lambda event, reason: dropped.append((event, reason)),
+    )
+    assert recorder.record(make_event(0)) is Outcome.ENQUEUED
+    assert transport.wait_parked()
+    assert recorder.record(make_event(1)) is Outcome.ENQUEUED
+    stamped: list[tuple[str, str]] = []
+    real_stamp = auditkit._ids.next_id_and_timestamp
+
+    def counting_stamp() -> tuple[str, str]:
+        stamped.append(real_stamp())
+        return stamped[-1]
+
+    monkeypatch.setattr(auditkit._wire, "next_id_and_timestamp", counting_stamp)
+
+    bad = Event(action="doc.read", metadata={"when": object()})
+    late = make_event(2)
+    assert recorder.record(bad) is Outcome.INVALID
+    assert recorder.record(late) is Outcome.DROPPED
+
+    assert errors == ["metadata.when"]
+    assert dropped == [(late, DropReason.BUFFER_FULL)]
+    assert (late.id, late.occurred_at) == ("", None)
+    assert stamped == []
+    stats = recorder.stats()
+    assert (stats.invalid, stats.dropped, stats.enqueued) == (1, 1, 2)
+    transport.open()
+    assert recorder.flush(timeout=BOUND)
+    assert numbers(transport.wires) == [0, 1]
+
+
+def test_space_freed_after_the_full_check_takes_the_event_with_a_real_stamp(
+    make_recorder: MakeRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlocked hint that the buffer is full can be stale by the time the
+    lock is taken: the event is then enqueued, with an id and a time of its own."""
+    transport = RecordingTransport()
+    recorder = make_recorder(transport)
+    monkeypatch.setattr(recorder, "_refuses_new_events", lambda: True)
+
+    before = time.time()
+    assert recorder.record(make_event(7)) is Outcome.ENQUEUED
+    assert recorder.flush(timeout=BOUND)
+
+    (wire,) = transport.wires
+    assert not wire["id"].startswith("00000000")
+    occurred_at = auditkit.Event.from_wire(wire).occurred_at
+    assert occurred_at is not None
+    assert occurred_at.timestamp() >= before - 1
+    assert (recorder.stats().enqueued, recorder.stats().dropped) == (1, 0)
+
+
 def test_hook_exceptions_are_logged_and_never_raised(
     make_recorder: MakeRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
