@@ -18,13 +18,16 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .app import Secret, Vault, create_app
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["main", "server_config"]
 
 _SEED = [
     Secret("s-acme-db", "acme", "database password", "hunter2"),
@@ -53,13 +56,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             import uvicorn
 
-            uvicorn.run(app, host=args.host, port=args.port)
+            uvicorn.Server(server_config(app, host=args.host, port=args.port)).run()
     finally:
         delivered = recorder.close(timeout=10)
     print(f"audit: {recorder.stats()}", file=sys.stderr)
     if args.demo:
         _print_stored(args.audit_url, args.api_key)
     return 0 if delivered else 1
+
+
+def server_config(app: Any, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings for serving the vault on ``host`` and ``port``.
+
+    ``proxy_headers`` is off: uvicorn would otherwise believe ``X-Forwarded-For``
+    from any client on 127.0.0.1 and rewrite the socket's peer with it, so a local
+    client could forge the IP in the audit log. Which proxies to believe is the
+    middleware's ``trusted_proxies``, and the vault trusts none.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, proxy_headers=False)
 
 
 async def _play_demo(app: Any) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -85,12 +86,19 @@ def create_app(
     """
     store = vault if vault is not None else Vault()
 
-    def user_of(request_headers: Any) -> User | None:
-        scheme, _, token = (request_headers.get("authorization") or "").partition(" ")
+    def user_of(scope: Any) -> User | None:
+        # The hooks and the handlers both ask this, with the same ASGI scope, so the
+        # audit log names the user the handler acted for: reading the headers two
+        # ways would let a request with two Authorization headers act as one user
+        # and be recorded as another.
+        authorization = Headers(scope=scope).getlist("authorization")
+        if len(authorization) != 1:
+            return None
+        scheme, _, token = authorization[0].partition(" ")
         return tokens.get(token.strip()) if scheme.lower() == "bearer" else None
 
     async def read_secret(request: Request) -> Response:
-        me = user_of(request.headers)
+        me = user_of(request.scope)
         if me is None:
             return PlainTextResponse("Unauthorized", status_code=401)
         secret = store.get(request.path_params["secret_id"])
@@ -113,7 +121,7 @@ def create_app(
         # with the result the middleware takes from the status unless set below.
         recorder.record(event)
 
-        me = user_of(request.headers)
+        me = user_of(request.scope)
         if me is None:
             return PlainTextResponse("Unauthorized", status_code=401)
         secret = store.get(secret_id)
@@ -127,11 +135,13 @@ def create_app(
         return JSONResponse({"value": secret.value})
 
     async def create_secret(request: Request) -> Response:
-        me = user_of(request.headers)
+        me = user_of(request.scope)
         if me is None:
             return PlainTextResponse("Unauthorized", status_code=401)
-        body = await request.json()
-        secret = store.add(me.tenant_id, str(body["name"]), str(body["value"]))
+        fields = await _name_and_value(request)
+        if fields is None:
+            return PlainTextResponse("Bad Request", status_code=400)
+        secret = store.add(me.tenant_id, *fields)
 
         event = auditkit.current_event()
         event.action = "secret.create"
@@ -140,11 +150,11 @@ def create_app(
         return JSONResponse({"id": secret.id}, status_code=201)
 
     def actor(scope: Any) -> Actor | None:
-        me = user_of(_scope_headers(scope))
+        me = user_of(scope)
         return Actor("user", me.id) if me is not None else None
 
     def tenant(scope: Any) -> str | None:
-        me = user_of(_scope_headers(scope))
+        me = user_of(scope)
         return me.tenant_id if me is not None else None
 
     app = Starlette(
@@ -157,8 +167,15 @@ def create_app(
     return AuditMiddleware(app, recorder, actor=actor, tenant=tenant)
 
 
-def _scope_headers(scope: Any) -> dict[str, str]:
-    return {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in scope.get("headers", ())
-    }
+async def _name_and_value(request: Request) -> tuple[str, str] | None:
+    """The ``name`` and ``value`` strings of a JSON object body, or None."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    name, value = body.get("name"), body.get("value")
+    if not isinstance(name, str) or not isinstance(value, str):
+        return None
+    return name, value

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from auditkit import Actor, Target
 from auditkit_testing import (
@@ -19,7 +22,7 @@ from auditkit_testing import (
     assert_recorded_in_order,
 )
 from examples.vault import Secret, Vault, create_app
-from examples.vault.__main__ import main
+from examples.vault.__main__ import main, server_config
 
 ALICE = {"authorization": "Bearer alice-token"}
 BOB = {"authorization": "Bearer bob-token"}
@@ -191,6 +194,75 @@ async def test_creating_a_secret_records_it_in_the_creators_tenant(
         target=Target("secret", secret_id, name="ssh key"),
         result={"status": "success", "code": 201},
     )
+
+
+@pytest.mark.anyio
+async def test_two_authorization_headers_act_for_nobody_and_blame_nobody(
+    client: httpx.AsyncClient, recorder: InMemoryRecorder
+) -> None:
+    """The hooks and the handler read the token alike, so a second header can't
+    make the log name another user than the one the handler acted for."""
+    response = await client.get(
+        "/secrets/acme-1/reveal",
+        headers=[
+            ("authorization", "Bearer alice-token"),
+            ("authorization", "Bearer bob-token"),
+        ],
+    )
+
+    assert response.status_code == 401
+    assert_recorded(
+        recorder,
+        "secret.reveal",
+        actor=None,
+        tenant_id=None,
+        result={"status": "denied", "code": 401},
+        count=1,
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b"[1, 2]", b'{"name": "n"}', b'{"name": "n", "value": 7}'],
+)
+async def test_creating_a_secret_from_a_bad_body_is_a_400_and_records_nothing(
+    client: httpx.AsyncClient, recorder: InMemoryRecorder, content: bytes
+) -> None:
+    response = await client.post("/secrets", headers=ALICE, content=content)
+
+    assert response.status_code == 400
+    assert recorder.events == []
+
+
+def test_the_served_vault_records_the_socket_peer_not_a_forged_header() -> None:
+    """uvicorn's own proxy headers are off, so a local client can't forge its IP."""
+    recorder = InMemoryRecorder()
+    app = create_app(recorder, vault=_vault())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    # Listening before uvicorn starts: the request waits in the backlog.
+    sock.listen()
+    port = sock.getsockname()[1]
+    config = server_config(app, host="127.0.0.1", port=port)
+    config.log_level = "critical"
+    config.lifespan = "off"
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/secrets/acme-1",
+            headers={**ALICE, "x-forwarded-for": "203.0.113.66"},
+            timeout=30,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+    assert response.status_code == 200
+    assert_recorded(recorder, "secret.read", request={"ip": "127.0.0.1"}, count=1)
 
 
 @pytest.mark.anyio
