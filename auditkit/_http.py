@@ -62,6 +62,9 @@ _CertTypes: TypeAlias = _Path | tuple[_Path, _Path] | tuple[_Path, _Path, str]
 # Seconds between two log lines about the same refusal: a wrong key is reported on
 # the first batch, then at most once a minute with a count, not once per batch.
 _REPORT_INTERVAL = 60.0
+# A Retry-After below this many seconds is left to the recorder's backoff. Both
+# forms of the header count in whole seconds, so a shorter wait only says "soon".
+_MIN_RETRY_AFTER = 1.0
 # Headers the transport owns; ``headers`` may not replace them.
 _RESERVED_HEADERS = frozenset(
     {
@@ -123,7 +126,9 @@ class HttpTransport:
         gzip_threshold: Bodies larger than this many bytes are gzip-encoded;
             None never compresses.
         gzip_level: The gzip compression level, 1 (fastest) to 9 (smallest).
-        max_retry_after: The longest ``Retry-After`` honoured, in seconds.
+        max_retry_after: The longest ``Retry-After`` honoured, in seconds. A
+            shorter wait than one second (or than this cap, when it is smaller),
+            such as ``Retry-After: 0``, is left to the recorder's backoff.
         user_agent: A product token put before ``auditkit/<version>`` in the
             ``User-Agent``, for example ``"billing/2.1"``.
 
@@ -232,6 +237,12 @@ class HttpTransport:
                 )
         except _SendError as exc:
             return self._on_send_error(exc, batch)
+        except RuntimeError:
+            # httpx refuses to send on a closed client with a RuntimeError; a
+            # client passed in can be closed by its owner at any moment.
+            if not self._client.is_closed:
+                raise
+            return self._on_client_closed(batch)
 
         result = self._read_answer(response, batch)
         logger.debug(
@@ -312,6 +323,8 @@ class HttpTransport:
     ) -> SendResult | None:
         if self._closed:
             return SendResult.failed("The transport is closed.")
+        if self._client.is_closed:
+            return self._on_client_closed(batch)
         if timeout is not None and timeout <= 0:
             return SendResult.retry("No time was left to send the batch.")
         if len(batch) > MAX_BATCH_EVENTS or len(batch.body) > MAX_BATCH_BYTES:
@@ -409,6 +422,14 @@ class HttpTransport:
             cap=self._max_retry_after,
         )
         reason = f"The audit service answered {describe_status(response.status_code)}."
+        floor = min(_MIN_RETRY_AFTER, self._max_retry_after)
+        if retry_after is not None and retry_after < floor:
+            # "Retry now", or a date already (or all but) past, which often means
+            # the service's clock runs behind ours. Honoured as given, a service
+            # that keeps answering so would be resent to in a tight loop, about a
+            # thousand requests a second. The recorder's backoff still retries
+            # soon, and waits longer each time the answer repeats.
+            return SendResult.retry(reason[:-1] + " and asked to retry at once.")
         if retry_after is not None:
             reason = reason[:-1] + f" and asked to retry after {retry_after:g} s."
         return SendResult.retry(reason, retry_after=retry_after)
@@ -426,6 +447,17 @@ class HttpTransport:
             len(batch),
         )
         return SendResult.failed(f"{refusal.summary} ({status}).")
+
+    def _on_client_closed(self, batch: Batch) -> SendResult:
+        self._report(
+            "client closed",
+            logging.ERROR,
+            "The httpx.Client given to auditkit as client= was closed while the "
+            "recorder still uses it: %d events were not delivered. Close the "
+            "recorder before the client.",
+            len(batch),
+        )
+        return SendResult.failed("The httpx.Client given as client= is closed.")
 
     def _on_send_error(self, exc: _SendError, batch: Batch) -> SendResult:
         logger.debug("Sending %d events failed: %s", len(batch), exc)

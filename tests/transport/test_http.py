@@ -380,15 +380,38 @@ def test_retry_after_as_an_http_date_is_honoured(
     assert 10.0 <= result.retry_after <= 21.0
 
 
-def test_retry_after_in_the_past_means_no_delay(
-    service: respx.MockRouter, transport: HttpTransport
+@pytest.mark.parametrize("when", ["0", "past date", "date now"])
+def test_retry_after_of_no_wait_is_left_to_the_backoff(
+    service: respx.MockRouter, transport: HttpTransport, when: str
 ) -> None:
-    when = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    """A "retry now" gives no delay, so that a service repeating it isn't hammered."""
+    offset = {"0": None, "past date": -3600, "date now": 0}[when]
+    value = (
+        "0"
+        if offset is None
+        else email.utils.formatdate(time.time() + offset, usegmt=True)
+    )
     service.post(EVENTS_URL).mock(
-        return_value=httpx.Response(503, headers={"Retry-After": when})
+        return_value=httpx.Response(503, headers={"Retry-After": value})
     )
 
-    assert transport.send(make_batch(1)).retry_after == 0.0
+    result = transport.send(make_batch(1))
+
+    assert result.status is SendStatus.RETRY
+    assert result.retry_after is None
+    assert "retry at once" in result.reason
+
+
+def test_retry_after_capped_below_one_second_is_still_honoured(
+    service: respx.MockRouter,
+) -> None:
+    service.post(EVENTS_URL).mock(
+        return_value=httpx.Response(503, headers={"Retry-After": "3600"})
+    )
+    with HttpTransport(ENDPOINT, API_KEY, max_retry_after=0.25) as transport:
+        result = transport.send(make_batch(1))
+
+    assert result.retry_after == 0.25
 
 
 @pytest.mark.parametrize("offset", ["3600", "date"])
@@ -706,6 +729,43 @@ def test_your_own_client_is_used_and_left_open(service: respx.MockRouter) -> Non
 
         assert not client.is_closed
     assert route.calls.last.request.headers["x-client"] == "mine"
+
+
+def test_your_own_client_closed_under_the_transport_fails_without_raising(
+    service: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = service.post(EVENTS_URL).mock(return_value=_accepted(1))
+    client = httpx.Client()
+    transport = HttpTransport(ENDPOINT, API_KEY, client=client)
+    client.close()
+
+    with caplog.at_level(logging.ERROR, logger="auditkit"):
+        results = [transport.send(make_batch(1)) for _ in range(3)]
+
+    assert [result.status for result in results] == [SendStatus.FAILED] * 3
+    assert "client= is closed" in results[0].reason
+    errors = _records(caplog, logging.ERROR)
+    assert len(errors) == 1
+    assert "was closed while the recorder still uses it" in errors[0].getMessage()
+    assert route.call_count == 0
+
+
+def test_your_own_client_closed_during_a_send_fails_without_raising(
+    service: respx.MockRouter,
+) -> None:
+    client = httpx.Client()
+
+    def close_then_refuse(request: httpx.Request) -> httpx.Response:
+        # What httpx does when its client is closed while a send is starting.
+        client.close()
+        raise RuntimeError("Cannot send a request, as the client has been closed.")
+
+    service.post(EVENTS_URL).mock(side_effect=close_then_refuse)
+    transport = HttpTransport(ENDPOINT, API_KEY, client=client)
+
+    result = transport.send(make_batch(1))
+
+    assert result.status is SendStatus.FAILED
 
 
 def test_close_closes_the_own_client_and_later_sends_fail(

@@ -8,8 +8,10 @@ once whatever the faults, and a refused key must be reported once, not retried.
 from __future__ import annotations
 
 import collections
+import email.utils
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -265,3 +267,30 @@ def test_partial_rejections_reach_on_failure_and_are_not_retried(
     )
     assert failed == [1, 3, 5, 7, 9]
     assert all("invalid at metadata.n" in reason for _, reason in failures.calls)
+
+
+@pytest.mark.parametrize("retry_after", ["0", "past date"])
+def test_service_repeating_retry_now_is_not_hammered(
+    service: respx.MockRouter, retry_after: str
+) -> None:
+    """A service that keeps answering "retry now" gets the backoff, not a loop."""
+    value = (
+        retry_after
+        if retry_after == "0"
+        else email.utils.formatdate(time.time() - 3600, usegmt=True)
+    )
+    route = service.post(EVENTS_URL).mock(
+        return_value=httpx.Response(503, headers={"Retry-After": value})
+    )
+    failures = _Failures()
+
+    with _recorder(
+        retry_budget=0.5, backoff_initial=0.05, backoff_max=0.1, on_failure=failures
+    ) as recorder:
+        _record(recorder, 1)
+        assert recorder.flush(timeout=60)
+
+    # Backing off, about ten attempts fit in the budget; honouring "0" as given
+    # made thousands.
+    assert route.call_count < 100
+    assert failures.count() == 1
