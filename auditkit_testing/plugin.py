@@ -130,22 +130,11 @@ def fake_audit_server(
 
     A server that can't be started or reached fails the test at once, with why.
     """
-    try:
-        url = _auditkit_server_session.url()
-    except StartError as exc:
-        pytest.fail(f"auditkit: {exc}", pytrace=False)
+    url = _start_server(_auditkit_server_session)
     server = FakeAuditServer(
         url, _auditkit_server_session.api_key, namespace_for(request.node.nodeid)
     )
-    try:
-        server.reset()
-    except Exception as exc:
-        server.close()
-        pytest.fail(
-            f"auditkit: the fake audit server at {url} did not reset the test's "
-            f"namespace: {exc!r}",
-            pytrace=False,
-        )
+    _reset_namespace(server)
     try:
         yield server
     finally:
@@ -195,3 +184,29 @@ def audit_respx(request: pytest.FixtureRequest) -> Iterator[AuditRespx]:
         yield mock
     finally:
         mock.stop()
+
+
+# Private helpers. Each fails outside its ``except`` block, so that pytest shows the
+# reason once instead of chaining it to the exception it came from.
+
+
+def _start_server(session: ServerSession) -> str:
+    try:
+        return session.url()
+    except StartError as exc:
+        reason = str(exc)
+    pytest.fail(f"auditkit: {reason}", pytrace=False)
+
+
+def _reset_namespace(server: FakeAuditServer) -> None:
+    try:
+        server.reset()
+        return
+    except Exception as exc:
+        reason = repr(exc)
+    server.close()
+    pytest.fail(
+        f"auditkit: the fake audit server at {server.url} did not reset the "
+        f"test's namespace: {reason}",
+        pytrace=False,
+    )
