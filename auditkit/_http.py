@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 #: Bodies larger than this many bytes are sent gzip-encoded.
 DEFAULT_GZIP_THRESHOLD = 1024
+# Limitation: this equals the recorder's default retry_budget, and a wait that
+# doesn't fit in the budget fails the batch at once, so with both defaults a
+# Retry-After of 60 s or more fails the batch on the first answer.
 #: The longest ``Retry-After`` honoured, in seconds.
 DEFAULT_MAX_RETRY_AFTER = 60.0
 
@@ -138,6 +141,10 @@ class HttpTransport:
     Note:
         The transport is meant for one worker thread: :meth:`send` may be called
         from several threads, but each batch should be sent by one at a time.
+
+        A ``Retry-After`` longer than what is left of the recorder's
+        ``retry_budget`` fails the batch without waiting; with the defaults of
+        both, ``Retry-After: 60`` does. Give the recorder a larger budget.
     """
 
     def __init__(
