@@ -23,7 +23,7 @@ from auditkit._recorder import RecorderBase, _is_loop_running
 from auditkit._scope import Scope
 from auditkit._waiters import SlotQueue, WaitEnd
 
-__all__ = ["InMemoryRecorder", "RecordedOutcome"]
+__all__ = ["REASONS", "InMemoryRecorder", "RecordedOutcome"]
 
 # The same logger as the recorders of auditkit, so that a test's caplog sees what
 # production would log.
@@ -49,7 +49,8 @@ class RecordedOutcome:
     deferred: bool = False
 
 
-_REASONS = {
+#: Why a record() call stored nothing, when the recorder gives no closer reason.
+REASONS = {
     Outcome.SKIPPED: "the event has no action",
     Outcome.CANCELLED: "the scope was cancelled or its deadline passed",
     Outcome.TIMED_OUT: "no buffer space freed up before the timeout",
@@ -310,7 +311,7 @@ class InMemoryRecorder(RecorderBase):
             logger.exception("auditkit: the on_drop hook raised")
 
     def _note(self, outcome: Outcome, event: Event, *, deferred: bool = False) -> None:
-        reason = getattr(self._reason, "value", None) or _REASONS.get(outcome)
+        reason = getattr(self._reason, "value", None) or REASONS.get(outcome)
         copy = dataclasses.replace(event) if isinstance(event, Event) else event
         with self._lock:
             self._outcomes.append(RecordedOutcome(outcome, copy, reason, deferred))

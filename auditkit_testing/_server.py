@@ -8,6 +8,8 @@ parallel, in other xdist workers or other test runs, never see each other's even
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import hashlib
 import os
 import threading
@@ -18,9 +20,10 @@ from typing import TYPE_CHECKING, Any, final
 
 import httpx
 
-from auditkit import Event, HttpTransport
+from auditkit import DropReason, Event, HttpTransport, InvalidEventError, Outcome
 
 from ._extras import import_extra
+from ._memory import REASONS, RecordedOutcome
 
 if TYPE_CHECKING:
     from auditkit._buffered import BufferedRecorder
@@ -48,6 +51,22 @@ _RECORDER_DEFAULTS: dict[str, Any] = {
     "backoff_max": 0.2,
     "retry_budget": 10.0,
     "exit_timeout": 2.0,
+}
+# The recorder counts that failure messages show.
+_COUNTS = (
+    "enqueued",
+    "delivered",
+    "skipped",
+    "cancelled",
+    "invalid",
+    "dropped",
+    "timed_out",
+    "failed",
+)
+_DROP_REASONS = {
+    DropReason.EVICTED: "evicted to make room for a newer event (drop_oldest)",
+    DropReason.RECORDER_CLOSED: "its scope closed after the recorder was closed",
+    DropReason.BUFFER_FULL: "the buffer was full when its scope closed",
 }
 # How long to wait for an external server's health check.
 _PROBE_TIMEOUT = 5.0
@@ -161,6 +180,7 @@ class FakeAuditServer:
         self._fake_server = fake_server
         self._client = fake_server.Client(url, namespace=namespace, api_key=api_key)
         self._recorders: list[BufferedRecorder] = []
+        self._log = _RecordLog()
 
     def __repr__(self) -> str:
         return f"<FakeAuditServer {self._url} namespace={self._namespace!r}>"
@@ -283,12 +303,16 @@ class FakeAuditServer:
         from ._sources import register_alias
 
         transport = options.pop("transport", None) or self.transport()
+        hooks = self._log.hooks(
+            options.pop("on_invalid", None), options.pop("on_drop", None)
+        )
         recorder = BufferedRecorder(
             self._url,
             self._api_key,
             transport=transport,
-            **{**_RECORDER_DEFAULTS, **options},
+            **{**_RECORDER_DEFAULTS, **options, **hooks},
         )
+        self._log.watch(recorder)
         self._recorders.append(recorder)
         register_alias(recorder, _FlushingSource(recorder, self))
         return recorder
@@ -337,6 +361,10 @@ class FakeAuditServer:
                 return False
             self._wait_quietly(len(events) + 1, remaining)
 
+    def audit_outcomes(self) -> Sequence[RecordedOutcome]:
+        """Return the record calls on this test's recorders that stored nothing."""
+        return self._log.outcomes()
+
     def audit_diagnostics(self) -> Sequence[str]:
         """Describe ingest requests that stored nothing, for failure messages."""
         try:
@@ -383,13 +411,119 @@ class _FlushingSource:
     ) -> bool:
         return self._server.audit_wait(condition, timeout)
 
+    def audit_outcomes(self) -> Sequence[RecordedOutcome]:
+        return self._server.audit_outcomes()
+
     def audit_diagnostics(self) -> Sequence[str]:
         stats = self._recorder.stats()
-        counts = ", ".join(
-            f"{name} {getattr(stats, name)}"
-            for name in ("enqueued", "delivered", "dropped", "invalid", "failed")
-        )
+        counts = ", ".join(f"{name} {getattr(stats, name)}" for name in _COUNTS)
         return [f"The recorder counts: {counts}.", *self._server.audit_diagnostics()]
+
+
+@dataclasses.dataclass(slots=True)
+class _Call:
+    """One watched record() call in progress: the log it reports to and why."""
+
+    log: _RecordLog
+    reason: str | None = None
+
+
+# The watched record() call running in this thread or task, so that the recorder's
+# hooks, which it calls synchronously during the call, can say why it stored nothing.
+_CURRENT_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "auditkit_testing_record_call", default=None
+)
+
+
+@final
+class _RecordLog:
+    """The record calls that stored nothing, on the recorders one test made.
+
+    A ``BufferedRecorder`` reports only counts; this log keeps each refused event
+    and why, so that failure messages can show them as for the in-memory recorder.
+    """
+
+    def __init__(self) -> None:
+        # Appended to under _lock by any recording thread; read by the assertions.
+        self._lock = threading.Lock()
+        self._outcomes: list[RecordedOutcome] = []
+
+    def outcomes(self) -> list[RecordedOutcome]:
+        with self._lock:
+            return list(self._outcomes)
+
+    def hooks(self, on_invalid: Any, on_drop: Any) -> dict[str, Any]:
+        """Return the recorder's ``on_invalid`` and ``on_drop``, calling the user's."""
+
+        def note_invalid(event: Event, error: InvalidEventError) -> None:
+            call = _CURRENT_CALL.get()
+            if call is not None and call.log is self:
+                call.reason = str(error)
+            if on_invalid is not None:
+                on_invalid(event, error)
+
+        def note_drop(event: Any, reason: DropReason) -> None:
+            call = _CURRENT_CALL.get()
+            if (
+                call is not None
+                and call.log is self
+                and reason is DropReason.BUFFER_FULL
+            ):
+                call.reason = REASONS[Outcome.DROPPED]
+            else:
+                # An eviction, or a deferred event dropped when its scope closed:
+                # no record() call returns it, so it is noted here.
+                self._note(Outcome.DROPPED, event, _DROP_REASONS.get(reason))
+            if on_drop is not None:
+                on_drop(event, reason)
+
+        return {"on_invalid": note_invalid, "on_drop": note_drop}
+
+    def watch(self, recorder: BufferedRecorder) -> None:
+        """Note every ``record()`` and ``arecord()`` of ``recorder`` that stores
+        nothing."""
+        record, arecord = recorder.record, recorder.arecord
+
+        def watched_record(event: Event, *, timeout: float | None = None) -> Outcome:
+            call = _Call(self)
+            token = _CURRENT_CALL.set(call)
+            try:
+                outcome = record(event, timeout=timeout)
+            finally:
+                _CURRENT_CALL.reset(token)
+            self._note(outcome, event, call.reason)
+            return outcome
+
+        async def watched_arecord(
+            event: Event, *, timeout: float | None = None
+        ) -> Outcome:
+            call = _Call(self)
+            token = _CURRENT_CALL.set(call)
+            try:
+                outcome = await arecord(event, timeout=timeout)
+            finally:
+                _CURRENT_CALL.reset(token)
+            self._note(outcome, event, call.reason)
+            return outcome
+
+        # Instance attributes shadow the methods for this recorder only; the
+        # fixture's recorder stays a plain BufferedRecorder.
+        recorder.record = watched_record  # type: ignore[method-assign]
+        recorder.arecord = watched_arecord  # type: ignore[method-assign]
+
+    def _note(self, outcome: Outcome, event: Any, reason: str | None) -> None:
+        if outcome in (Outcome.ENQUEUED, Outcome.DEFERRED):
+            return
+        if isinstance(event, dict):
+            try:
+                event = Event.from_wire(event)
+            except InvalidEventError:
+                pass  # shown as the dict it is
+        elif isinstance(event, Event):
+            event = dataclasses.replace(event)
+        noted = RecordedOutcome(outcome, event, reason or REASONS.get(outcome))
+        with self._lock:
+            self._outcomes.append(noted)
 
 
 def _probe(url: str) -> None:

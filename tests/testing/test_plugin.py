@@ -172,6 +172,62 @@ def test_an_event_without_action_is_explained_when_nothing_was_recorded(
     )
 
 
+def test_the_buffered_recorder_explains_record_calls_that_stored_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    """The recorders of the fake server list skipped, cancelled, invalid and dropped
+    calls with the reason, as the in-memory recorder does."""
+    pytester.makepyfile(
+        test_refused="""
+        import auditkit
+        from auditkit import Actor, Event
+        from auditkit_testing import assert_recorded
+
+        def test_nothing_arrives(fake_audit_server, audit_buffered_recorder):
+            audit_buffered_recorder.record(Event(actor=Actor("user", "1")))
+            with auditkit.scope() as scope:
+                scope.cancel()
+                audit_buffered_recorder.record(Event(action="cancelled"))
+            audit_buffered_recorder.record(Event(action="bad", metadata={"x": {1}}))
+            assert_recorded(audit_buffered_recorder, "user.login", actor={"id": "1"})
+
+        def test_one_is_dropped(fake_audit_server):
+            full = fake_audit_server.recorder(capacity=1, flush_interval=60)
+            full.record(Event(action="first"))
+            full.record(Event(action="user.login"))
+            assert_recorded(fake_audit_server, "user.login", timeout=0.1)
+        """
+    )
+
+    result = _run(pytester, "-p", "no:logging")
+
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E       No events were recorded: the fake audit server (after *",
+            "E       Record calls that stored nothing:",
+            "E         SKIPPED: the event has no action",
+            "E           Event(actor=Actor(type='user', id='1'))",
+            "E           It matches the other fields asked for.",
+            "E           An event with an empty action is a no-op: set event.action *",
+            "E         CANCELLED: the scope was cancelled or its deadline passed",
+            "E           Event(action='cancelled')",
+            "E         INVALID: metadata.x: *",
+            "E           Event(action='bad', *",
+            "E       Notes from the fake audit server (after flushing the recorder):",
+            "E         The recorder counts: enqueued 0, delivered 0, skipped 1, "
+            "cancelled 1, invalid 1, dropped 0, *",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "E       Record calls that stored nothing:",
+            "E         DROPPED: the buffer was full",
+            "E           Event(action='user.login')",
+        ]
+    )
+
+
 def test_the_fixtures_clean_up_after_each_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
