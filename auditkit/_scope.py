@@ -137,14 +137,20 @@ class Scope:
         return unregister
 
     def _find_binding(self, event: Event) -> Scope | None:
-        """Return the innermost open scope, this one or an enclosing one, bound to
-        ``event``."""
+        """Return the outermost open scope, this one or an enclosing one, bound to
+        ``event``.
+
+        The outermost one owns the event: when a handler binds the request's event
+        to an inner scope too (to give part of its work a deadline), the event must
+        still wait for the request's scope, where the result is filled in.
+        """
+        owner = None
         node: Scope | None = self
         while node is not None:
             if node.event is event and node._open:
-                return node
+                owner = node
             node = node._parent
-        return None
+        return owner
 
     def _defer(
         self, recorder: _DeferTarget, event: Event, stamp: tuple[str, str]

@@ -220,6 +220,22 @@ def test_event_of_an_outer_scope_is_deferred_to_that_scope() -> None:
     assert [e.action for e in recorder.events] == ["outer"]
 
 
+def test_event_bound_to_nested_scopes_waits_for_the_outermost() -> None:
+    """A handler that rebinds the request's event to an inner scope, to give part
+    of its work a deadline, still leaves the event to the request's scope."""
+    recorder = InMemoryRecorder()
+
+    with scope() as outer:
+        outer.event.action = "secret.reveal"
+        with scope(outer.event, timeout=5):
+            assert recorder.record(outer.event) is Outcome.DEFERRED
+        assert recorder.events == []
+        outer.event.result = Result("success")
+
+    [stored] = recorder.events
+    assert stored.result == Result("success")
+
+
 def test_event_of_a_closed_scope_is_enqueued_at_once() -> None:
     recorder = InMemoryRecorder()
     with scope() as s:
