@@ -178,7 +178,8 @@ def scope(event: Event | None = None, *, timeout: float | None = None) -> _Scope
     job can open its own.
 
     Scopes nest: an inner scope gets its own event (a fresh one unless given), and it
-    is cancelled with its enclosing scope. Async tasks created inside a scope see it;
+    is cancelled with its enclosing scope. An event bound to several open scopes is
+    deferred to the outermost of them. Async tasks created inside a scope see it;
     a new thread sees none unless it runs in a copy of the context
     (``contextvars.copy_context().run``), as with any context variable.
 
