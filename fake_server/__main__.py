@@ -21,7 +21,7 @@ import uvicorn
 from auditkit import ConfigurationError, Limits
 
 from ._app import ServerConfig
-from ._thread import bind_socket, uvicorn_config
+from ._thread import bind_socket, make_server
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
 
-    server = uvicorn.Server(uvicorn_config(config, args.host, log_level="warning"))
+    server = make_server(config, args.host, log_level="warning")
     _handle_stop_signals(server)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host

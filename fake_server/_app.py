@@ -8,6 +8,7 @@ request atomic with respect to the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import json
@@ -67,15 +68,30 @@ class ServerConfig:
         db: A SQLite file that keeps events across restarts; ``None`` keeps them in
             memory.
         limits: The batch and event limits to enforce and to advertise.
+        body_timeout: How long, in seconds, reading a request body may wait for
+            more bytes; a body that stops arriving (a ``Content-Length`` larger
+            than what is sent) is answered with 408 and the connection closed.
     """
 
     api_keys: Mapping[str, str | None] | None = None
     db: str | None = None
     limits: Limits = dataclasses.field(default_factory=Limits)
+    body_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        timeout = self.body_timeout
+        if type(timeout) not in (int, float) or not 0 < timeout <= _MAX_WAIT_SECONDS:
+            raise ValueError(
+                f"body_timeout must be a number of seconds above 0 and at most "
+                f"{_MAX_WAIT_SECONDS:g}, got {timeout!r}."
+            )
 
     def __repr__(self) -> str:
         keys = "None" if self.api_keys is None else f"<{len(self.api_keys)} keys>"
-        return f"ServerConfig(api_keys={keys}, db={self.db!r}, limits={self.limits!r})"
+        return (
+            f"ServerConfig(api_keys={keys}, db={self.db!r}, limits={self.limits!r}, "
+            f"body_timeout={self.body_timeout!r})"
+        )
 
 
 def create_app(config: ServerConfig | None = None) -> _FakeServerApp:
@@ -104,6 +120,11 @@ class _FakeServerApp:
         self.registry = Registry()
         # Created on first use, on the event loop that serves the app.
         self._stored: asyncio.Condition | None = None
+        # Set once, on the event loop, when the server begins to stop: waits and
+        # delays end early so that a graceful stop never has to cancel them.
+        self._stopping: asyncio.Event | None = None
+        # Requests inside /_fake/wait; changed on the event loop only.
+        self._waiting = 0
         routes = [
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -166,7 +187,7 @@ class _FakeServerApp:
         return _json({"status": "ok"})
 
     async def openapi(self, request: Request) -> Response:
-        """``GET /openapi.json``: the protocol as an OpenAPI 3.1 document."""
+        """``GET /openapi.json``: the protocol as an OpenAPI 3.0 document."""
         return _json(openapi_document())
 
     async def limits(self, request: Request) -> Response:
@@ -192,7 +213,7 @@ class _FakeServerApp:
         if fault is not None:
             entry["fault"] = fault.to_json()
             if fault.delay:
-                await asyncio.sleep(fault.delay)
+                await self._sleep_unless_stopping(fault.delay)
             if fault.drop == "before_body":
                 return await self._drop(request, namespace, entry)
             if fault.status is not None:
@@ -270,7 +291,10 @@ class _FakeServerApp:
         return _json({"events": self.store.count(namespace), **counters})
 
     async def wait(self, request: Request) -> Response:
-        """``POST /_fake/wait``: answer once ``count`` matching events are stored."""
+        """``POST /_fake/wait``: answer once ``count`` matching events are stored.
+
+        Answers 408 at the timeout, and 503 if the server stops first.
+        """
         namespace, data = await self._control_request(request)
         try:
             count, timeout, filters = _parse_wait(data)
@@ -278,6 +302,11 @@ class _FakeServerApp:
             return _error(400, "bad_request", exc.message, exc.field)
 
         matched = await self._wait_for(namespace, filters, count, timeout)
+        if matched < count and self._stopping_event().is_set():
+            message = f"The server is stopping; {matched} of {count} events stored."
+            return _json(
+                {"error": message, "code": "stopping", "matched": matched}, 503
+            )
         if matched < count:
             message = f"{matched} of {count} events after {timeout:g} s."
             return _json({"error": message, "code": "timeout", "matched": matched}, 408)
@@ -286,6 +315,21 @@ class _FakeServerApp:
             namespace, filters, limit=min(max(count, 1), _MAX_WAIT_EVENTS)
         )
         return _json({"matched": matched, "events": [wire for _, wire in page]})
+
+    @property
+    def waiting(self) -> int:
+        """How many ``/_fake/wait`` requests are waiting for events right now."""
+        return self._waiting
+
+    async def stop_waiting(self) -> None:
+        """End pending waits and fault delays at once, because the server stops.
+
+        Waits still short of their count answer 503 and delays are cut short;
+        waits and delays that start afterwards end at once too. Call it on the
+        event loop that serves the app; the server does before a graceful stop.
+        """
+        self._stopping_event().set()
+        await self._notify_stored()
 
     # Helpers.
 
@@ -300,13 +344,14 @@ class _FakeServerApp:
                 request.headers.get("content-encoding"),
             )
             body = await read_body(
-                _body_chunks(request),
+                _body_chunks(request, self.config.body_timeout),
                 content_length=request.headers.get("content-length"),
                 is_gzip=is_gzip,
                 limit=limits.max_batch_bytes,
             )
             events = parse_batch(body, limits)
         except RequestError as exc:
+            entry["events"] = exc.events
             headers = {"connection": "close"} if exc.close else None
             response = _error(
                 exc.status,
@@ -364,12 +409,10 @@ class _FakeServerApp:
     async def _answer_fault(
         self, request: Request, namespace: str, entry: dict[str, Any], fault: Fault
     ) -> Response:
-        # Read the body so that the connection stays usable for the next request.
-        try:
-            async for _ in request.stream():
-                pass
-        except ClientDisconnect:
-            pass
+        # Read the body so that the connection stays usable for the next request,
+        # and count its events for the journal, as a client's retry is checked
+        # against it.
+        entry["events"] = await self._count_events(request)
         headers = {}
         if fault.retry_after is not None:
             headers["retry-after"] = f"{fault.retry_after:g}"
@@ -382,6 +425,28 @@ class _FakeServerApp:
             "A fault injected through /_fake/faults.",
             headers=headers,
         )
+
+    async def _count_events(self, request: Request) -> int:
+        limits = self.config.limits
+        chunks = _body_chunks(request, self.config.body_timeout)
+        try:
+            is_gzip = check_content_headers(
+                request.headers.get("content-type"),
+                request.headers.get("content-encoding"),
+            )
+            body = await read_body(
+                chunks,
+                content_length=None,
+                is_gzip=is_gzip,
+                limit=limits.max_batch_bytes,
+            )
+            return len(parse_batch(body, limits))
+        except RequestError as exc:
+            # Read what is left, if anything; how that ends doesn't change the answer.
+            with contextlib.suppress(RequestError):
+                async for _ in chunks:
+                    pass
+            return exc.events
 
     async def _drop(
         self,
@@ -418,12 +483,15 @@ class _FakeServerApp:
 
         raw = bytearray()
         try:
-            async for chunk in request.stream():
+            async for chunk in _body_chunks(request, self.config.body_timeout):
                 raw += chunk
                 if len(raw) > _MAX_CONTROL_BODY:
-                    raise HTTPException(413, "The body is too large.")
-        except ClientDisconnect:
-            raise HTTPException(400, "The client disconnected.") from None
+                    raise HTTPException(
+                        413, "The body is too large.", {"connection": "close"}
+                    )
+        except RequestError as exc:
+            headers = {"connection": "close"} if exc.close else None
+            raise HTTPException(exc.status, exc.message, headers) from None
         try:
             data = json.loads(raw.decode("utf-8") or "null", parse_constant=_no_nan)
         except (ValueError, RecursionError):
@@ -438,16 +506,33 @@ class _FakeServerApp:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         stored = self._condition()
-        async with stored:
-            while (matched := self.store.count(namespace, filters)) < count:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(stored.wait(), remaining)
-                except TimeoutError:
-                    pass
+        stopping = self._stopping_event()
+        self._waiting += 1
+        try:
+            async with stored:
+                while (matched := self.store.count(namespace, filters)) < count:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0 or stopping.is_set():
+                        break
+                    try:
+                        await asyncio.wait_for(stored.wait(), remaining)
+                    except TimeoutError:
+                        pass
+        finally:
+            self._waiting -= 1
         return matched
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping_event().wait()
+        except TimeoutError:
+            pass
+
+    def _stopping_event(self) -> asyncio.Event:
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        return self._stopping
 
     def _condition(self) -> asyncio.Condition:
         if self._stored is None:
@@ -518,13 +603,29 @@ def _journal_entry(request: Request) -> dict[str, Any]:
     }
 
 
-async def _body_chunks(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise RequestError(400, "disconnected", "The client disconnected.") from None
+async def _body_chunks(request: Request, timeout: float) -> AsyncIterator[bytes]:
+    """Yield the body's chunks; raise a 408 if none arrives within ``timeout``."""
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except ClientDisconnect:
+            raise RequestError(
+                400, "disconnected", "The client disconnected."
+            ) from None
+        except TimeoutError:
+            raise RequestError(
+                408,
+                "body_timeout",
+                f"The body stopped arriving for {timeout:g} s; send as many bytes "
+                "as Content-Length says.",
+                close=True,
+            ) from None
+        if chunk:
+            yield chunk
 
 
 def _json(

@@ -41,13 +41,23 @@ class RequestError(Exception):
         code: A short machine-readable reason.
         message: The reason as a sentence.
         close: Close the connection after answering (the body was not all read).
+        events: How many events the body held, when that is known.
     """
 
-    def __init__(self, status: int, code: str, message: str, *, close: bool = False):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        close: bool = False,
+        events: int = 0,
+    ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.close = close
+        self.events = events
         super().__init__(message)
 
 
@@ -147,6 +157,7 @@ def parse_batch(body: bytes, limits: Limits) -> list[Any]:
             "too_many_events",
             f"{len(events)} events, over the limit of {limits.max_batch_events} "
             "per request; split the batch.",
+            events=len(events),
         )
     return events
 
@@ -252,11 +263,16 @@ def _declared_length(value: str | None) -> int:
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    # A body that stops arriving (a Content-Length larger than what is sent) or a
+    # client that hangs up ends the drain: the answer is the reason for draining.
     drained = 0
-    async for chunk in chunks:
-        drained += len(chunk)
-        if drained > _MAX_DRAIN_BYTES:
-            return
+    try:
+        async for chunk in chunks:
+            drained += len(chunk)
+            if drained > _MAX_DRAIN_BYTES:
+                return
+    except RequestError:
+        return
 
 
 def _too_large(limit: int) -> RequestError:

@@ -110,6 +110,9 @@ def _paths() -> dict[str, Any]:
                 {
                     "200": _ref_response("WaitResult"),
                     "408": _ref_response("WaitTimeout"),
+                    "503": _ref_response(
+                        "WaitTimeout", "The server stopped before the count."
+                    ),
                 },
                 body="WaitRequest",
             )
@@ -121,6 +124,7 @@ def _ingest_operation() -> dict[str, Any]:
     responses = {
         "200": _ref_response("IngestResult", "Stored; rejected events are listed."),
         "401": _ref_response("Error", "Missing or unknown API key."),
+        "408": _ref_response("Error", "The body stopped arriving before its end."),
         "413": _ref_response("Error", "Body or batch too large; split it."),
         "415": _ref_response("Error", "Not JSON, or an encoding other than gzip."),
         "422": _ref_response("IngestResult", "Every event was rejected."),

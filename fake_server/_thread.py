@@ -13,10 +13,16 @@ import uvicorn
 
 from auditkit import Limits
 
-from ._app import ServerConfig, create_app
+from ._app import ServerConfig, _FakeServerApp, create_app
 from ._client import Client
 
-__all__ = ["ServerHandle", "bind_socket", "serve_in_thread", "uvicorn_config"]
+__all__ = [
+    "ServerHandle",
+    "bind_socket",
+    "make_server",
+    "serve_in_thread",
+    "uvicorn_config",
+]
 
 # How long a graceful stop waits for requests in flight (a pending wait, say).
 _GRACEFUL_SECONDS = 1
@@ -61,7 +67,7 @@ def serve_in_thread(
     config = ServerConfig(api_keys=api_keys, db=db, limits=limits or Limits())
     sock = bind_socket(host, port)
     try:
-        server = uvicorn.Server(uvicorn_config(config, host, log_level="warning"))
+        server = make_server(config, host, log_level="warning")
     except BaseException:
         sock.close()
         raise
@@ -87,12 +93,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(
-    config: ServerConfig, host: str, *, log_level: str
-) -> uvicorn.Config:
-    """Return uvicorn's configuration for serving the fake server."""
+def make_server(config: ServerConfig, host: str, *, log_level: str) -> uvicorn.Server:
+    """Return a uvicorn server for the fake server; run it on a bound socket."""
+    app = create_app(config)
+    return _Server(uvicorn_config(app, host, log_level=log_level), app)
+
+
+def uvicorn_config(app: _FakeServerApp, host: str, *, log_level: str) -> uvicorn.Config:
+    """Return uvicorn's configuration for serving ``app``."""
     return uvicorn.Config(
-        create_app(config),
+        app,
         host=host,
         log_level=log_level,
         access_log=False,  # the app logs one line per request itself
@@ -101,6 +111,23 @@ def uvicorn_config(
         # A fake has no proxy in front; never trust forwarded headers.
         proxy_headers=False,
     )
+
+
+@final
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the app's waits and delays before a graceful stop.
+
+    uvicorn gives requests in flight a grace period, then cancels them, which
+    answers them with a 500; a pending ``/_fake/wait`` would always get one.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: _FakeServerApp) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._app.stop_waiting()
+        await super().shutdown(sockets)
 
 
 @final

@@ -13,8 +13,9 @@ import dataclasses
 import functools
 import socket
 import ssl
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -131,3 +132,22 @@ def _encode(event: object) -> bytes:
     import json
 
     return json.dumps(event).encode()
+
+
+def serve_app(config: fake_server.ServerConfig) -> tuple[fake_server.ServerHandle, Any]:
+    """Serve ``config`` on a free port; return the handle and the ASGI app."""
+    from fake_server._thread import bind_socket, make_server
+
+    sock = bind_socket("127.0.0.1", 0)
+    server = make_server(config, "127.0.0.1", log_level="warning")
+    handle = fake_server.ServerHandle(server, sock)
+    handle._start(10.0)
+    return handle, server.config.app
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Return once ``predicate()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)

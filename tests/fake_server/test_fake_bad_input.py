@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import time
 
 import pytest
-from fake_server_support import fast_client, unique_namespace, wire_event
+from fake_server_support import (
+    batch,
+    fast_client,
+    serve_app,
+    unique_namespace,
+    wire_event,
+)
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fake_server
@@ -77,3 +85,51 @@ def test_malformed_requests_never_get_a_server_error(
     assert response.headers["content-type"] == "application/json"
     if response.status_code >= 400 and path == "/v1/events":
         assert stored == 0
+
+
+@pytest.fixture(scope="module")
+def impatient():
+    handle, _ = serve_app(fake_server.ServerConfig(body_timeout=0.2))
+    with handle:
+        yield handle
+
+
+def _send_raw(url: str, request: bytes) -> bytes:
+    """Send ``request`` as is, keep the connection open, return all of the answer."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("path", "declared", "status"),
+    [
+        ("/v1/events", 10_000, b"408"),
+        ("/v1/events", 10**12, b"413"),
+        ("/_fake/faults", 10_000, b"408"),
+        ("/_fake/wait", 10_000, b"408"),
+    ],
+)
+def test_a_content_length_longer_than_the_body_gets_an_answer(
+    impatient, path, declared, status
+):
+    """The client waits for the answer while the server waits for the rest of the
+    body: without a body timeout neither would ever give up."""
+    body = batch(wire_event()) if path == "/v1/events" else b'{"count": 1'
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
+        f"content-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
+    )
+    started = time.monotonic()
+
+    answer = _send_raw(impatient.url, head.encode() + body)
+
+    assert answer.startswith(b"HTTP/1.1 " + status)
+    assert b"connection: close" in answer.lower()
+    assert time.monotonic() - started < 5  # a real hang lasts until the client quits
+    with impatient.client() as client:
+        assert client.stats()["events"] == 0

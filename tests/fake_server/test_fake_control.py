@@ -180,6 +180,20 @@ def test_the_journal_lists_ingest_requests_with_the_key_masked(r):
     assert "authorization" not in journal[1]["headers"]
 
 
+def test_the_journal_counts_the_events_of_refused_requests(r):
+    """A test checks a client's retries against the journal, faults included."""
+    r.client.add_fault(status=503)
+    post_events(r.http, batch(wire_event(), wire_event()))
+    post_events(r.http, batch(*[wire_event() for _ in range(501)]))
+
+    journal = r.client.requests()
+
+    assert [(entry["events"], entry["status"]) for entry in journal] == [
+        (2, 503),
+        (501, 413),
+    ]
+
+
 def test_stats_count_events_requests_duplicates_and_rejections(r):
     event = wire_event()
     post_events(r.http, batch(event, wire_event(action="")))
