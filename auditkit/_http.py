@@ -68,6 +68,8 @@ _REPORT_INTERVAL = 60.0
 # A Retry-After below this many seconds is left to the recorder's backoff. Both
 # forms of the header count in whole seconds, so a shorter wait only says "soon".
 _MIN_RETRY_AFTER = 1.0
+# The most bytes of an answer's body read; the rest is left unread.
+_MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # Headers the transport owns; ``headers`` may not replace them.
 _RESERVED_HEADERS = frozenset(
     {
@@ -213,15 +215,16 @@ class HttpTransport:
     def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         """Send ``batch`` in one ``POST /v1/events`` and say how it went.
 
-        Blocks the calling thread for at most the configured timeouts: each phase
-        (connect, write, read, pool) is cut to ``timeout`` seconds when it is
-        given. Never raises for a network condition or an answer of the service;
-        those become the :class:`~auditkit.SendResult`. A retry of the same
-        ``Batch`` object sends the same bytes.
+        Blocks the calling thread for the request: each timeout (connect, write,
+        read, pool) is cut to ``timeout`` seconds when it is given, and the
+        answer's body must arrive within one read timeout in all. Never raises
+        for a network condition or an answer of the service; those become the
+        :class:`~auditkit.SendResult`. A retry of the same ``Batch`` object sends
+        the same bytes.
 
         Args:
             batch: The events to send.
-            timeout: The longest any phase of the request may take, in seconds.
+            timeout: The longest any timeout of the request may be, in seconds.
 
         Returns:
             ``DELIVERED`` (with the events rejected by the service), ``RETRY``
@@ -236,12 +239,7 @@ class HttpTransport:
         started = time.monotonic()
         try:
             with _map_httpx_errors(self._api_key):
-                response = self._client.post(
-                    self._endpoint + "/v1/events",
-                    content=content,
-                    headers=headers,
-                    timeout=self._request_timeout(timeout),
-                )
+                response, answer = self._post(content, headers, timeout)
         except _SendError as exc:
             return self._on_send_error(exc, batch)
         except RuntimeError:
@@ -251,7 +249,7 @@ class HttpTransport:
                 raise
             return self._on_client_closed(batch)
 
-        result = self._read_answer(response, batch)
+        result = self._read_answer(response, answer, batch)
         logger.debug(
             "Sent %d events (%d bytes, %d on the wire): %s in %.1f ms.",
             len(batch),
@@ -365,8 +363,10 @@ class HttpTransport:
         return compressed, self._gzip_headers
 
     def _request_timeout(self, timeout: float | None) -> httpx.Timeout:
-        # Limitation: httpx bounds each phase of a request, not their sum, so an
-        # attempt given timeout=t may take up to about 4t in the worst case.
+        # Limitation: httpx bounds each socket operation, not a whole phase, so a
+        # service that reads the request or sends its answer's headers a few bytes
+        # at a time can make an attempt last far longer than timeout. The answer's
+        # body is bounded as a whole by _read_bounded.
         if timeout is None:
             return self._timeout
         return httpx.Timeout(
@@ -376,12 +376,29 @@ class HttpTransport:
             pool=_at_most(self._timeout.pool, timeout),
         )
 
-    def _read_answer(self, response: httpx.Response, batch: Batch) -> SendResult:
+    def _post(
+        self, content: bytes, headers: dict[str, str], timeout: float | None
+    ) -> tuple[httpx.Response, bytes]:
+        request_timeout = self._request_timeout(timeout)
+        with self._client.stream(
+            "POST",
+            self._endpoint + "/v1/events",
+            content=content,
+            headers=headers,
+            timeout=request_timeout,
+        ) as response:
+            answer = _read_bounded(response, request_timeout.read)
+
+        return response, answer
+
+    def _read_answer(
+        self, response: httpx.Response, answer: bytes, batch: Batch
+    ) -> SendResult:
         status = response.status_code
         if 200 <= status < 300:
-            return self._on_accepted(response, batch)
+            return self._on_accepted(response, answer, batch)
         if status == 422:
-            return self._on_all_rejected(response, batch)
+            return self._on_all_rejected(answer, batch)
         if status == 413:
             return SendResult.too_large(
                 f"The audit service refused a batch of {len(batch)} events "
@@ -391,8 +408,10 @@ class HttpTransport:
             return self._on_busy(response)
         return self._on_refused(response, batch)
 
-    def _on_accepted(self, response: httpx.Response, batch: Batch) -> SendResult:
-        rejected = parse_rejections(response.content, len(batch))
+    def _on_accepted(
+        self, response: httpx.Response, answer: bytes, batch: Batch
+    ) -> SendResult:
+        rejected = parse_rejections(answer, len(batch))
         if rejected is None:
             # The service said yes; resending would store nothing new, and
             # dropping the events would lose them. Trust the status.
@@ -407,8 +426,8 @@ class HttpTransport:
             return SendResult.delivered()
         return SendResult.delivered(rejected=rejected)
 
-    def _on_all_rejected(self, response: httpx.Response, batch: Batch) -> SendResult:
-        listed = parse_rejections(response.content, len(batch)) or {}
+    def _on_all_rejected(self, answer: bytes, batch: Batch) -> SendResult:
+        listed = parse_rejections(answer, len(batch)) or {}
         fallback = "rejected by the audit service (422) without a reason"
         rejected = {index: listed.get(index, fallback) for index in range(len(batch))}
         self._report(
@@ -531,6 +550,30 @@ def _map_httpx_errors(api_key: str) -> Iterator[None]:
             f"The connection to the audit service failed ({_detail(exc, api_key)}).",
             retryable=True,
         ) from exc
+
+
+def _read_bounded(response: httpx.Response, read_timeout: float | None) -> bytes:
+    """Read an answer's body within one read timeout in all, and up to a size.
+
+    httpx's read timeout bounds each read from the socket, so a service that
+    trickles its answer a byte at a time could hold the worker for hours. The whole
+    body gets one read timeout here; the check runs as each piece arrives, so the
+    body takes at most twice the read timeout.
+    """
+    deadline = None if read_timeout is None else time.monotonic() + read_timeout
+    body = bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) > _MAX_ANSWER_BYTES:
+            # An ingest answer is a few hundred bytes per rejected event; more is
+            # no ingest answer, and is read as an unreadable body.
+            return bytes(body[:_MAX_ANSWER_BYTES])
+        if deadline is not None and time.monotonic() > deadline:
+            raise httpx.ReadTimeout(
+                "The answer's body took longer than the read timeout.",
+                request=response.request,
+            )
+    return bytes(body)
 
 
 def _detail(exc: BaseException, api_key: str) -> str:

@@ -22,8 +22,9 @@ class Action:
     """What the server does with one request.
 
     Attributes:
-        kind: ``"answer"``, ``"drop_before_body"``, ``"drop_after_body"`` or
-            ``"hang"`` (read the request, then say nothing until the server stops).
+        kind: ``"answer"``, ``"drop_before_body"``, ``"drop_after_body"``,
+            ``"hang"`` (read the request, then say nothing until the server stops)
+            or ``"trickle"`` (answer, with the body one byte every 0.1 s).
         status: The status of an answer.
         body: The body of an answer.
     """
@@ -114,7 +115,22 @@ class ScriptedServer:
                 if action.kind == "hang":
                     self._stop.wait()
                     return
+                if action.kind == "trickle":
+                    self._trickle(connection, action)
+                    return
                 connection.sendall(_answer(action))
+
+    def _trickle(self, connection: socket.socket, action: Action) -> None:
+        answer = _answer(action)
+        head = len(answer) - len(action.body)
+        try:
+            connection.sendall(answer[:head])
+            for offset in range(head, len(answer)):
+                if self._stop.wait(0.1):
+                    return
+                connection.sendall(answer[offset : offset + 1])
+        except OSError:
+            return
 
 
 class _Reader:

@@ -48,6 +48,21 @@ def test_silent_service_times_out_into_a_retry() -> None:
     assert elapsed < 10
 
 
+def test_answer_trickled_a_byte_at_a_time_times_out_into_a_retry() -> None:
+    """Each byte comes within the read timeout; the whole body does not."""
+    trickle = Action("trickle", body=b" " * 200)
+    with scripted_server([trickle]) as server:
+        with HttpTransport(server.url, API_KEY, timeout=0.5) as transport:
+            started = time.monotonic()
+            result = transport.send(make_batch(1))
+            elapsed = time.monotonic() - started
+
+    assert result.status is SendStatus.RETRY
+    assert "timed out" in result.reason
+    # Read to its end, the body would take 20 s.
+    assert elapsed < 10.0
+
+
 def test_refused_connection_asks_for_a_retry() -> None:
     # A port that was free a moment ago: nothing listens on it.
     with socket.create_server(("127.0.0.1", 0)) as probe:
