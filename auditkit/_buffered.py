@@ -588,8 +588,7 @@ class BufferedRecorder(RecorderBase):
                 self._settled.notify_all()
             if self._closed:
                 self._close_transport()
-            worker.ident = None  # a later thread may reuse the id
-            worker.done.set()
+            worker.finished()
 
     def _take_chunk(self) -> _Chunk | None:
         """Wait for events worth sending and take them out of the buffer.
@@ -1012,10 +1011,15 @@ class _Worker:
     def started(self) -> None:
         """Called first thing on the worker thread."""
         self.ident = threading.get_ident()
-        # Limitation: a thread started with _thread is known to the threading
-        # module only as a "dummy" thread, which threading.enumerate() keeps
-        # listing after the worker ended; it holds no reference to the recorder.
+        # threading knows a thread it did not start only as a "dummy" one, made on
+        # the first current_thread() call (here, and in every log record).
         threading.current_thread().name = "auditkit-recorder"
+
+    def finished(self) -> None:
+        """Called last thing on the worker thread."""
+        _forget_dummy_thread()
+        self.ident = None  # a later thread may reuse the id
+        self.done.set()
 
     def is_current(self) -> bool:
         """Whether the calling thread is this worker."""
@@ -1062,6 +1066,25 @@ class _ExceptionLog:
 # Recorders alive in this process, so the fork hook can reset them.
 _LIVE: weakref.WeakSet[BufferedRecorder] = weakref.WeakSet()
 _FORK_LOCKS = [threading.Lock()]
+
+
+def _forget_dummy_thread() -> None:
+    """Take the calling thread's "dummy" entry out of threading's registry.
+
+    threading never forgets a dummy thread, so without this every worker that
+    ended would stay in threading.enumerate(), which thread-leak checks count.
+    """
+    # Private parts of threading, the same from 3.11 on; if a later Python
+    # changes them, this does nothing and only the listing is affected.
+    active: Any = getattr(threading, "_active", None)
+    guard: Any = getattr(threading, "_active_limbo_lock", None)
+    dummy: Any = getattr(threading, "_DummyThread", None)
+    if active is None or guard is None or dummy is None:  # pragma: no cover
+        return
+    ident = threading.get_ident()
+    with guard:
+        if isinstance(active.get(ident), dummy):
+            del active[ident]
 
 
 def _fork_lock() -> threading.Lock:

@@ -394,6 +394,28 @@ def test_close_delivers_everything_then_stops(make_recorder: MakeRecorder) -> No
     assert worker.done.wait(BOUND)
 
 
+def test_a_closed_recorder_leaves_no_thread_listed_by_threading(
+    make_recorder: MakeRecorder,
+) -> None:
+    """Thread-leak checks count threading.enumerate(): an ended worker, which
+    logged while it ran, must not stay listed there."""
+    worker_threads: list[threading.Thread] = []
+
+    def on_failure(events: list[Event], reason: str) -> None:
+        worker_threads.append(threading.current_thread())
+
+    for _ in range(3):
+        recorder = make_recorder(FailingTransport(), on_failure=on_failure)
+        recorder.record(make_event(0))
+        assert recorder.close(timeout=BOUND) is True
+        worker = recorder._worker
+        assert worker is not None
+        assert worker.done.wait(BOUND)
+
+    assert [t.name for t in worker_threads] == ["auditkit-recorder"] * 3
+    assert not [t for t in threading.enumerate() if t.name == "auditkit-recorder"]
+
+
 def test_close_is_idempotent_and_the_recorder_is_a_context_manager() -> None:
     transport = RecordingTransport()
     with BufferedRecorder(transport=transport) as recorder:
