@@ -195,7 +195,7 @@ class BufferedRecorder(RecorderBase):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         send_timeout: float = 30.0,
-        retry_budget: float = 60.0,
+        retry_budget: float = 300.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         deferred_timeout: float = 5.0,

@@ -50,10 +50,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 #: Bodies larger than this many bytes are sent gzip-encoded.
 DEFAULT_GZIP_THRESHOLD = 1024
-# Limitation: this equals the recorder's default retry_budget, and a wait that
-# doesn't fit in the budget fails the batch at once, so with both defaults a
-# Retry-After of 60 s or more fails the batch on the first answer.
-#: The longest ``Retry-After`` honoured, in seconds.
+#: The longest ``Retry-After`` honoured, in seconds. Well below the recorder's
+#: default ``retry_budget``, so that the longest honoured wait still leaves room
+#: for the retry it announces.
 DEFAULT_MAX_RETRY_AFTER = 60.0
 
 #: A path or file name, as ``verify`` and ``cert`` take them.
@@ -145,8 +144,9 @@ class HttpTransport:
         from several threads, but each batch should be sent by one at a time.
 
         A ``Retry-After`` longer than what is left of the recorder's
-        ``retry_budget`` fails the batch without waiting; with the defaults of
-        both, ``Retry-After: 60`` does. Give the recorder a larger budget.
+        ``retry_budget`` fails the batch without waiting, since the retry it
+        announces would come too late. The defaults (60 s here, 300 s for the
+        budget) leave room for several of the longest waits.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ from auditkit import (
     Policy,
     SendResult,
 )
+from auditkit._http import DEFAULT_MAX_RETRY_AFTER
 
 from ._transports import (
     BOUND,
@@ -211,6 +212,29 @@ def test_retry_waits_as_long_as_retry_after_says(make_recorder: MakeRecorder) ->
 
     (_, first), (_, second) = transport.attempts
     assert second - first >= 0.19
+
+
+def test_default_budget_waits_out_the_longest_retry_after_honoured(
+    make_recorder: MakeRecorder,
+) -> None:
+    """A 429 asking for a minute, the longest wait HttpTransport honours by default,
+    puts the batch in backoff instead of failing it: rate limits that long are
+    common."""
+    transport = ScriptedTransport(
+        [SendResult.retry("429", retry_after=DEFAULT_MAX_RETRY_AFTER)]
+    )
+    recorder = make_recorder(transport, flush_interval=BOUND)
+
+    recorder.record(make_event(0))
+    assert recorder.flush(timeout=0.05) is False  # starts the send now
+    assert transport.wait_attempts(1)
+
+    deadline = time.monotonic() + BOUND
+    while recorder.stats().retried == 0 and time.monotonic() < deadline:
+        threading.Event().wait(0.001)
+    stats = recorder.stats()
+    assert (stats.retried, stats.failed, stats.in_flight) == (1, 0, 1)
+    assert recorder.close(timeout=0.05) is False  # gives up on the waiting batch
 
 
 def test_retries_back_off_until_delivered(
