@@ -5,8 +5,10 @@ server's, survives the wire round trip (``Event.from_wire(e.to_wire()) == e``) a
 fits the default event size. They shrink towards the smallest event: absent
 optional parts, short ASCII text, zero.
 
-Importing this module registers the strategies for the model types, so that
-``st.from_type(Event)`` and ``st.builds(...)`` with annotated arguments work::
+The strategies for the model types are registered with Hypothesis, so that
+``st.from_type(Event)`` and ``st.builds(...)`` with annotated arguments work. The
+distribution declares a Hypothesis entry point, so this happens as soon as
+Hypothesis is imported; importing this module does it too::
 
     from hypothesis import given
     from auditkit_testing import strategies
@@ -392,3 +394,10 @@ st.register_type_strategy(Actor, actors())
 st.register_type_strategy(Target, targets())
 st.register_type_strategy(Result, results())
 st.register_type_strategy(RequestInfo, request_infos())
+
+
+def _hypothesis_setup_hook() -> None:
+    """Called by Hypothesis through the distribution's ``hypothesis`` entry point.
+
+    Importing this module was the work: the strategies above are registered.
+    """

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -52,3 +55,24 @@ def test_an_unknown_rule_is_refused() -> None:
 @given(strategies.texts("actor.type"))
 def test_texts_respect_the_field_limit(text: str) -> None:
     assert 1 <= len(text) <= 128
+
+
+def test_from_type_works_without_importing_the_strategies() -> None:
+    """Hypothesis loads the distribution's entry point when it is imported."""
+    program = (
+        "import sys\n"
+        "from hypothesis import strategies as st\n"
+        "from auditkit import Event\n"
+        "assert isinstance(st.from_type(Event).example(), Event)\n"
+        "print('auditkit_testing.strategies' in sys.modules)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True"
