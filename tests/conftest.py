@@ -2,7 +2,7 @@
 
 ``ci`` (the default) is quick enough for every run; ``thorough`` explores far more
 examples for a long run: ``HYPOTHESIS_PROFILE=thorough python3 -m pytest tests``.
-Neither profile changes anything but hypothesis settings.
+Besides hypothesis settings, ``thorough`` only lifts the per-test timeout.
 
 The end-to-end options are declared here rather than in ``tests/e2e`` so that pytest
 knows them however it is started: ``python3 -m pytest --soak-long`` from the root
@@ -34,7 +34,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+# Seconds a test may take under the thorough profile: 40 times the examples of the
+# quick one outlast the suite's per-test timeout by design.
+_THOROUGH_TIMEOUT = 1_800
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,3 +57,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Seed of the fault schedule, to replay a failure (also "
         "AUDITKIT_SOAK_SEED).",
     )
+    group.addoption(
+        "--soak-schedule",
+        default=None,
+        metavar="PATH_OR_JSON",
+        help="A fault schedule for the soak instead of the seeded one: a JSON list "
+        'of {"at": s, "fault": {...}} and {"at": s, "restart": down_for} steps, '
+        "or a file holding one (also AUDITKIT_SOAK_SCHEDULE).",
+    )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if PROFILE != "thorough":
+        return
+    for item in items:
+        # Appended, so a timeout a test sets for itself still comes first.
+        item.add_marker(pytest.mark.timeout(_THOROUGH_TIMEOUT))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 import random
 import signal
@@ -37,6 +38,7 @@ __all__ = [
     "control",
     "fetch_stored_events",
     "free_port",
+    "load_plan",
     "plan_faults",
     "run_script",
     "run_soak",
@@ -361,6 +363,51 @@ def plan_faults(settings: SoakSettings) -> list[FaultStep]:
     return steps
 
 
+def load_plan(source: str, settings: SoakSettings) -> list[FaultStep]:
+    """Read a fault schedule written outside this project.
+
+    ``source`` is a JSON document, or the path of a file holding one: a list of
+    steps, each ``{"at": SECONDS, "fault": {...}}`` with the body of
+    ``POST /_fake/faults``, or ``{"at": SECONDS, "restart": DOWN_FOR}`` to restart
+    the server and keep it down for ``DOWN_FOR`` seconds. A schedule without a
+    restart step gets the seeded restart of ``settings`` (when it asks for one),
+    so that every soak still meets a restart.
+
+    Raises:
+        ValueError: The schedule is not of that shape.
+    """
+    text = source if source.lstrip().startswith("[") else Path(source).read_text()
+    raw = json.loads(text)
+    if not isinstance(raw, list):
+        raise ValueError("A fault schedule is a JSON list of steps.")
+    steps = [_parse_step(index, item) for index, item in enumerate(raw)]
+    if settings.restart and all(step.fault is not None for step in steps):
+        steps += [s for s in plan_faults(settings) if s.fault is None]
+    steps.sort(key=lambda step: step.at)
+    return steps
+
+
+def _parse_step(index: int, item: Any) -> FaultStep:
+    where = f"Step {index} of the fault schedule"
+    if not isinstance(item, dict) or set(item) not in (
+        {"at", "fault"},
+        {"at", "restart"},
+    ):
+        raise ValueError(f"{where} must have 'at' and one of 'fault', 'restart'.")
+    at = item["at"]
+    if isinstance(at, bool) or not isinstance(at, int | float) or at < 0:
+        raise ValueError(f"{where} has a bad 'at': {at!r}.")
+    if "restart" in item:
+        down_for = item["restart"]
+        if isinstance(down_for, bool) or not isinstance(down_for, int | float):
+            raise ValueError(f"{where} has a bad 'restart': {down_for!r}.")
+        return FaultStep(float(at), down_for=max(float(down_for), 0.0))
+    fault = item["fault"]
+    if not isinstance(fault, dict) or "times" not in fault:
+        raise ValueError(f"{where} needs a fault object with 'times': {fault!r}.")
+    return FaultStep(float(at), fault=fault)
+
+
 _FAULT_KINDS = ("5xx", "429", "delay", "before_body", "after_body")
 
 
@@ -400,6 +447,8 @@ class FaultScheduler(threading.Thread):
         #: Faults the server accepted, and restarts done; read after join().
         self.injected: list[dict[str, Any]] = []
         self.restarts = 0
+        #: Faults the control API refused, with its status; read after join().
+        self.refused: list[tuple[dict[str, Any], int]] = []
         self.error: BaseException | None = None
 
     def stop(self) -> None:
@@ -428,6 +477,10 @@ class FaultScheduler(threading.Thread):
             return
         if response.status_code < 300:
             self.injected.append(step.fault)
+        else:
+            # A fault the server refuses is a broken schedule: the soak would
+            # otherwise pass without meeting it.
+            self.refused.append((step.fault, response.status_code))
 
 
 @dataclasses.dataclass(slots=True)
@@ -580,6 +633,8 @@ def _collect(
         problems.append(
             f"the server counts {server_count} events, the query listed {len(stored)}"
         )
+    for fault, status in scheduler.refused:
+        problems.append(f"the server refused the fault {fault} with {status}")
     if outcomes["enqueued"] != settings.total:
         problems.append(f"not every record was ENQUEUED: {dict(outcomes)}")
     for producer in producers:

@@ -2,7 +2,9 @@
 
 ``--soak-long`` (or ``AUDITKIT_SOAK=long``) runs the long variant of the fault soak
 and of the fuzzers; ``--soak-seed N`` (or ``AUDITKIT_SOAK_SEED=N``) replays a fault
-schedule. Both options are declared in ``tests/conftest.py``. Every test starts its
+schedule; ``--soak-schedule`` (or ``AUDITKIT_SOAK_SCHEDULE``) replaces the seeded
+fault schedule with one written elsewhere. The options are declared in
+``tests/conftest.py``. Every test starts its
 own servers on 127.0.0.1 and stops them, so the tests are safe under pytest-xdist.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import ServerProcess, SoakSettings
+from ._harness import FaultStep, ServerProcess, SoakSettings, load_plan
 
 # Seconds each test of the long variant may take.
 _LONG_TIMEOUT = 1_200
@@ -69,6 +71,21 @@ def soak_settings(request: pytest.FixtureRequest) -> SoakSettings:
     # Captured output is shown with a failure: this is how a failing seed is found.
     print(f"auditkit soak: {settings.describe()} (replay with --soak-seed={seed})")
     return settings
+
+
+@pytest.fixture
+def soak_plan(
+    request: pytest.FixtureRequest, soak_settings: SoakSettings
+) -> list[FaultStep] | None:
+    """The fault schedule given from outside, or None for the seeded one."""
+    source = request.config.getoption("--soak-schedule", default=None)
+    if source is None:
+        source = os.environ.get("AUDITKIT_SOAK_SCHEDULE", "").strip() or None
+    if source is None:
+        return None
+    plan = load_plan(source, soak_settings)
+    print(f"auditkit soak: {len(plan)} steps from the given fault schedule")
+    return plan
 
 
 @pytest.fixture

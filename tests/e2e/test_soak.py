@@ -14,6 +14,7 @@ from ._harness import (
     ServerProcess,
     SoakSettings,
     check_delivery,
+    plan_faults,
     run_soak,
 )
 
@@ -42,14 +43,19 @@ def _make_recorder(
 
 
 def test_soak_delivers_each_enqueued_event_once_through_faults_and_a_restart(
-    server_process: ServerProcess, soak_settings: SoakSettings
+    server_process: ServerProcess,
+    soak_settings: SoakSettings,
+    soak_plan: list[FaultStep] | None,
 ) -> None:
-    result = run_soak(soak_settings, server_process, _make_recorder)
+    plan = plan_faults(soak_settings) if soak_plan is None else soak_plan
+
+    result = run_soak(soak_settings, server_process, _make_recorder, plan=plan)
 
     assert not result.problems, result.report()
     # A soak that met no fault would prove nothing.
     assert result.faults, result.report()
-    assert result.restarts == 1, result.report()
+    assert result.restarts == sum(step.fault is None for step in plan)
+    assert result.restarts >= 1, result.report()
     assert result.stats.retried > 0, result.report()
 
 

@@ -38,6 +38,7 @@ from auditkit_testing import InMemoryRecorder
 __all__ = [
     "BOUND",
     "PLUG_SEQ",
+    "RETURN_BOUND",
     "UNTAGGED",
     "BufferedRig",
     "DropModel",
@@ -66,6 +67,10 @@ __all__ = [
 #: A generous upper bound, in seconds, for anything that should be quick: only a
 #: real blocking bug (a deadlock, an ignored timeout) ever reaches it.
 BOUND = 20.0
+#: A bound, in seconds, for a call that must return at once or within a timeout of
+#: a few hundredths of a second: still generous, yet short enough that shrinking a
+#: counterexample in which it never returns stays quick.
+RETURN_BOUND = 5.0
 #: The sequence number of the event the worker takes first, to hold it in send().
 PLUG_SEQ = -1
 #: What :func:`seq_of` returns for an event that carries no sequence number.
@@ -626,7 +631,7 @@ def probe_locks(recorder: Any) -> str | None:
             if lock._is_owned()
             else None
         )
-    if not lock.acquire(timeout=BOUND):
+    if not lock.acquire(timeout=RETURN_BOUND):
         return "the worker held the recorder's lock in send()"
     lock.release()
     return None

@@ -105,7 +105,10 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[Caller], list[tuple[str, int]]
     ]
     steps = draw(
         st.lists(
-            st.tuples(st.sampled_from(["arrive", "cancel", "free"]), st.integers(0, 5)),
+            st.tuples(
+                st.sampled_from(["arrive", "cancel", "free", "cancel_as_served"]),
+                st.integers(0, 5),
+            ),
             max_size=16,
         )
     )
@@ -150,10 +153,12 @@ class _Run:
         while self.arrived < len(self.waiters):
             await self._arrive()
         for waiter in list(self.model.queue):
-            if waiter.fate in ("cancel", "task_cancel"):
+            if waiter.fate == "cancel" and waiter.on_thread:
                 await self._cancel(waiter)
+        # Tasks still waiting to be cancelled are cancelled just as they are
+        # served, the moment where a slot is easiest to lose or to misdeliver.
         while self.model.queue:
-            await self._free()
+            await self._cancel_as_served(0)
         self.rig.release()
         self._check_end()
 
@@ -168,6 +173,8 @@ class _Run:
                 await self._cancel(cancellable[k % len(cancellable)])
         elif step == "free":
             await self._free()
+        elif step == "cancel_as_served":
+            await self._cancel_as_served(k)
 
     def _fill(self) -> None:
         self.rig.hold()
@@ -216,12 +223,10 @@ class _Run:
         if waiter.fate == "task_cancel":
             assert waiter.task is not None
             waiter.task.cancel()
-            await self._finish(waiter, RAISED)
         else:
             assert waiter.scope is not None
             waiter.scope.cancel()
-            self.model.counts["cancelled"] += 1
-            await self._finish(waiter, Outcome.CANCELLED)
+        await self._finish_cancelled(waiter)
         self._check_waiters()
 
     async def _free(self) -> None:
@@ -230,10 +235,50 @@ class _Run:
             return
         self.rig.free()
         model.depth -= 1 if self.rig.frees_one else model.depth
-        served = [
-            model.queue.popleft()
-            for _ in range(min(model.capacity - model.depth, len(model.queue)))
+        await self._serve(model.capacity - model.depth)
+
+    async def _cancel_as_served(self, k: int) -> None:
+        """Free space and cancel a task it is handed to, before the task runs again.
+
+        The task was granted a slot and then gave up, both while the event loop was
+        busy here: it must pass the slot on to the next in line, and return as any
+        cancelled caller does. Nothing waits on a race, so this is deterministic.
+        """
+        model = self.model
+        if model.depth == 0:
+            return
+        left = model.depth - 1 if self.rig.frees_one else 0
+        served = list(model.queue)[: model.capacity - left]
+        candidates = [
+            w for w in served if not w.on_thread and w.fate in ("cancel", "task_cancel")
         ]
+        if not candidates:
+            await self._free()
+            return
+        waiter = candidates[k % len(candidates)]
+        self.rig.free()  # the grant is made; the task's wake-up waits for the loop
+        if waiter.fate == "task_cancel":
+            assert waiter.task is not None
+            waiter.task.cancel()
+        else:
+            assert waiter.scope is not None
+            waiter.scope.cancel()
+        model.depth = left
+        model.queue.remove(waiter)
+        await self._finish_cancelled(waiter)
+        await self._serve(model.capacity - model.depth)
+
+    async def _finish_cancelled(self, waiter: Waiter) -> None:
+        if waiter.fate == "task_cancel":
+            await self._finish(waiter, RAISED)
+        else:
+            self.model.counts["cancelled"] += 1
+            await self._finish(waiter, Outcome.CANCELLED)
+
+    async def _serve(self, free: int) -> None:
+        """Expect the oldest ``free`` waiters of the model to be served."""
+        model = self.model
+        served = [model.queue.popleft() for _ in range(min(free, len(model.queue)))]
         for waiter in served:
             await self._finish(waiter, Outcome.ENQUEUED)
         if served:

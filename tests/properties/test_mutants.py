@@ -17,7 +17,8 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from auditkit import Event, Outcome
+from auditkit import Batch, Event, Outcome, SendResult
+from auditkit._waiters import WaitEnd
 
 from ._guarantee_harness import BufferedRig, InMemoryRig, Rig, RigFactory
 from .test_cancel_properties import cancel_property
@@ -106,6 +107,36 @@ def wait_for_worker(recorder: Any) -> None:
     recorder.record = mutant
 
 
+def keep_slot_when_cancelled(recorder: Any) -> None:
+    """A waiter served a slot just as it was cancelled takes the slot anyway."""
+    slots = recorder._waiters
+    settle = slots._settle
+
+    def mutant(waiter: Any, scope: Any) -> WaitEnd:
+        if waiter.granted:
+            slots.reserved -= 1
+            return WaitEnd.GRANTED
+        end: WaitEnd = settle(waiter, scope)
+        return end
+
+    slots._settle = mutant
+
+
+def forget_batch_after_reset(recorder: Any) -> None:
+    """A worker that counts a batch as delivered when the connection was reset."""
+    transport = recorder._transport
+    send = transport.send
+
+    def mutant(batch: Batch, *, timeout: float | None = None) -> SendResult:
+        try:
+            result: SendResult = send(batch, timeout=timeout)
+        except OSError:
+            return SendResult.delivered()
+        return result
+
+    transport.send = mutant
+
+
 def _mutated(make_rig: RigFactory, mutate: Mutant) -> RigFactory:
     def factory(**options: Any) -> Rig:
         rig = make_rig(**options)
@@ -134,6 +165,13 @@ def test_cancel_property_catches_a_cancel_that_enqueues_anyway(
     _assert_caught(cancel_property(_mutated(make_rig, enqueue_cancelled)))
 
 
+@pytest.mark.parametrize("make_rig", [IN_MEMORY, BUFFERED])
+def test_cancel_property_catches_a_waiter_that_keeps_a_slot_once_cancelled(
+    make_rig: RigFactory,
+) -> None:
+    _assert_caught(cancel_property(_mutated(make_rig, keep_slot_when_cancelled)))
+
+
 def test_timeout_property_catches_a_flush_that_ignores_its_timeout() -> None:
     prop = timeouts_property(_mutated(BufferedRig, ignore_flush_timeout), bound=1.0)
     _assert_caught(prop)
@@ -149,3 +187,11 @@ def test_state_machine_catches_a_drop_that_forgets_the_counter() -> None:
 
     with pytest.raises(AssertionError):
         _run_machine(Mutated, settings=HUNT)
+
+
+def test_state_machine_catches_a_batch_forgotten_after_a_connection_reset() -> None:
+    class Mutated(BufferedRecorderMachine):
+        mutate = staticmethod(forget_batch_after_reset)
+
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(Mutated, settings=HUNT)  # type: ignore[no-untyped-call]

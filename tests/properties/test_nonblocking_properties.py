@@ -19,7 +19,7 @@ from hypothesis import given, strategies as st
 from auditkit import Outcome, Policy, SendResult
 
 from ._guarantee_harness import (
-    BOUND,
+    RETURN_BOUND,
     BufferedRig,
     DropModel,
     InMemoryRig,
@@ -99,7 +99,7 @@ def nonblocking_property(make_rig: RigFactory) -> Callable[[], None]:
                             outcomes.append(rig.recorder.record(event))
                 return outcomes, detector.waits
 
-            finished, result = run_in_thread(record_all)
+            finished, result = run_in_thread(record_all, RETURN_BOUND)
             assert finished, "record() blocked while the transport misbehaved"
             outcomes, waits = result
             assert waits == [], f"record() waited: {waits}"
@@ -115,7 +115,9 @@ def nonblocking_property(make_rig: RigFactory) -> Callable[[], None]:
     return prop
 
 
-def timeouts_property(make_rig: RigFactory, bound: float = BOUND) -> Callable[[], None]:
+def timeouts_property(
+    make_rig: RigFactory, bound: float = RETURN_BOUND
+) -> Callable[[], None]:
     """``flush`` and ``close`` return within their timeouts while sends hang."""
 
     @given(

@@ -36,6 +36,7 @@ from auditkit import DropReason, Event, Outcome, Policy, SendResult
 
 from ._guarantee_harness import (
     BOUND,
+    RETURN_BOUND,
     GateTransport,
     Spec,
     check_stats_add_up,
@@ -48,7 +49,8 @@ from ._guarantee_harness import (
 )
 
 #: How a drain answers each batch.
-ANSWERS = ["ok", "fail", "retry", "reject_first"]
+#: "raise" is a send that raises (a reset connection), then succeeds on the retry.
+ANSWERS = ["ok", "fail", "retry", "raise", "reject_first"]
 
 
 class BufferedRecorderMachine(RuleBasedStateMachine):
@@ -151,7 +153,9 @@ class BufferedRecorderMachine(RuleBasedStateMachine):
     @precondition(lambda self: not self.closed and self.in_flight)
     @rule(timeout=st.floats(0, 0.02))
     def flush_while_send_hangs(self, timeout: float) -> None:
-        finished, flushed = run_in_thread(lambda: self.recorder.flush(timeout=timeout))
+        finished, flushed = run_in_thread(
+            lambda: self.recorder.flush(timeout=timeout), RETURN_BOUND
+        )
         assert finished, "flush() did not honour its timeout"
         assert flushed is False, "flush() claimed success while a send hung"
 
@@ -179,7 +183,9 @@ class BufferedRecorderMachine(RuleBasedStateMachine):
     def close(self, hang: bool) -> None:
         pending = self.in_flight + self.buffer
         if hang and pending:
-            finished, closed = run_in_thread(lambda: self.recorder.close(timeout=0.02))
+            finished, closed = run_in_thread(
+                lambda: self.recorder.close(timeout=0.02), RETURN_BOUND
+            )
             assert finished, "close() did not honour its timeout"
             assert closed is False, "close() claimed success while a send hung"
             self.failed += pending
@@ -277,13 +283,18 @@ class BufferedRecorderMachine(RuleBasedStateMachine):
             self.failed.append(batch[0])
             self.delivered += batch[1:]
             return
-        if answer == "retry":
+        if answer in ("retry", "raise"):
             self.counts["retried"] += 1
         self.delivered += batch
 
 
-def _script(answer: str) -> list[SendResult]:
+def _script(answer: str) -> list[SendResult | BaseException]:
     """The answers one batch gets, attempt by attempt."""
+    if answer == "raise":
+        return [
+            ConnectionResetError("connection reset by peer"),
+            SendResult.delivered(),
+        ]
     if answer == "fail":
         return [SendResult.failed("refused")]
     if answer == "retry":
