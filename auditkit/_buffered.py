@@ -28,7 +28,7 @@ from typing import Any, Final, final
 
 from ._backoff import backoff_delay
 from ._config import DEFAULT_MAX_EVENT_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from ._encoding import BATCH_OVERHEAD, encode_event
+from ._encoding import BATCH_OVERHEAD, BODY_CLOSE, BODY_OPEN, encode_event
 from ._events import Event
 from ._exceptions import ConfigurationError
 from ._logging import RateLimitedLog
@@ -654,11 +654,14 @@ class BufferedRecorder(RecorderBase):
         """Encode events and group them into batches that respect the byte limit.
 
         Yields batches and, in their place in the order, events that can't be sent
-        as ``(wire, reason)``.
+        as ``(wire, reason)``. Each event goes into its batch's body as soon as it
+        is encoded: keeping hundreds of encoded events alive on their own, to join
+        them later, costs several times what encoding them does.
         """
+        limit = self._max_batch_bytes
         events: list[dict[str, Any]] = []
-        payloads: list[bytes] = []
-        size = BATCH_OVERHEAD - 1  # the first event needs no comma
+        starts: list[int] = []
+        body = bytearray(BODY_OPEN)
         for wire in wires:
             try:
                 payload = encode_event(wire)
@@ -668,17 +671,20 @@ class BufferedRecorder(RecorderBase):
                     f"The event could not be encoded as JSON: {type(exc).__name__}.",
                 )
                 continue
-            if size + 1 + len(payload) > self._max_batch_bytes and events:
-                yield Batch(events, payloads)
-                events, payloads, size = [], [], BATCH_OVERHEAD - 1
-            if BATCH_OVERHEAD + len(payload) > self._max_batch_bytes:
+            # With a comma before it, and the closing bracket after.
+            if events and len(body) + 1 + len(payload) + len(BODY_CLOSE) > limit:
+                yield _finish_batch(events, body, starts)
+                events, starts, body = [], [], bytearray(BODY_OPEN)
+            if BATCH_OVERHEAD + len(payload) > limit:
                 yield wire, "The event is larger than a batch may be."
                 continue
+            if events:
+                body += b","
+            starts.append(len(body))
+            body += payload
             events.append(wire)
-            payloads.append(payload)
-            size += 1 + len(payload)
         if events:
-            yield Batch(events, payloads)
+            yield _finish_batch(events, body, starts)
 
     def _deliver_batch(self, chunk: _Chunk, batch: Batch, deadline: float) -> None:
         """Send ``batch`` until it settles, the retry budget runs out or close()
@@ -1085,6 +1091,13 @@ def _forget_dummy_thread() -> None:
     with guard:
         if isinstance(active.get(ident), dummy):
             del active[ident]
+
+
+def _finish_batch(
+    events: list[dict[str, Any]], body: bytearray, starts: list[int]
+) -> Batch:
+    body += BODY_CLOSE
+    return Batch._from_body(events, bytes(body), starts)
 
 
 def _fork_lock() -> threading.Lock:

@@ -10,15 +10,25 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BATCH_OVERHEAD", "decode_json", "encode_batch", "encode_event"]
+__all__ = [
+    "BATCH_OVERHEAD",
+    "BODY_CLOSE",
+    "BODY_OPEN",
+    "decode_json",
+    "encode_batch",
+    "encode_event",
+]
 
 try:
     import orjson
 except ImportError:  # pragma: no cover - depends on the installed extras
     orjson = None  # type: ignore[assignment]
 
-#: Bytes a batch body adds around its events: ``{"events":[`` and ``]}``.
-BATCH_OVERHEAD = len(b'{"events":[]}')
+#: What a batch body starts and ends with, around its comma-separated events.
+BODY_OPEN = b'{"events":['
+BODY_CLOSE = b"]}"
+#: Bytes a batch body adds around its events.
+BATCH_OVERHEAD = len(BODY_OPEN) + len(BODY_CLOSE)
 
 
 def _encode_stdlib(value: Any) -> bytes:
@@ -38,7 +48,7 @@ def encode_event(wire: dict[str, Any]) -> bytes:
 
 def encode_batch(payloads: Sequence[bytes]) -> bytes:
     """Join encoded events into the body of one ingest request."""
-    return b'{"events":[' + b",".join(payloads) + b"]}"
+    return BODY_OPEN + b",".join(payloads) + BODY_CLOSE
 
 
 def decode_json(body: bytes | str) -> Any:

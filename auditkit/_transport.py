@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, final, runtime_checkable
 
-from ._encoding import encode_batch
+from ._encoding import BODY_CLOSE as _BODY_CLOSE, encode_batch
 
 __all__ = ["Batch", "SendResult", "SendStatus", "Transport"]
 
@@ -29,7 +29,7 @@ class Batch:
         payloads: Each event encoded as JSON, in the same order.
     """
 
-    __slots__ = ("_body", "events", "payloads")
+    __slots__ = ("_body", "_payloads", "_starts", "events")
 
     def __init__(
         self, events: Sequence[dict[str, Any]], payloads: Sequence[bytes]
@@ -38,9 +38,22 @@ class Batch:
             raise ValueError("A batch needs one payload per event.")
         #: The events' wire dicts, oldest first.
         self.events = tuple(events)
-        #: The events encoded as JSON, oldest first.
-        self.payloads = tuple(payloads)
+        self._payloads: tuple[bytes, ...] | None = tuple(payloads)
         self._body: bytes | None = None
+        self._starts: Sequence[int] = ()
+
+    @classmethod
+    def _from_body(
+        cls, events: Sequence[dict[str, Any]], body: bytes, starts: Sequence[int]
+    ) -> Batch:
+        """A batch whose body is already encoded; ``starts[i]`` is the offset in
+        ``body`` where event ``i`` begins, and a comma or ``]`` ends each one."""
+        batch = cls.__new__(cls)
+        batch.events = tuple(events)
+        batch._payloads = None
+        batch._body = body
+        batch._starts = starts
+        return batch
 
     def __len__(self) -> int:
         return len(self.events)
@@ -49,10 +62,23 @@ class Batch:
         return f"<Batch of {len(self.events)} events>"
 
     @property
+    def payloads(self) -> tuple[bytes, ...]:
+        """The events encoded as JSON, oldest first."""
+        if self._payloads is None:
+            body, starts = self.body, self._starts
+            ends = [start - 1 for start in starts[1:]]
+            ends.append(len(body) - len(_BODY_CLOSE))
+            self._payloads = tuple(
+                body[start:end] for start, end in zip(starts, ends, strict=True)
+            )
+        return self._payloads
+
+    @property
     def body(self) -> bytes:
         """The request body ``{"events": [...]}``, encoded once and then reused."""
         if self._body is None:
-            self._body = encode_batch(self.payloads)
+            assert self._payloads is not None
+            self._body = encode_batch(self._payloads)
         return self._body
 
     def split(self) -> tuple[Batch, Batch]:

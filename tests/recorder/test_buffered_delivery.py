@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +18,9 @@ from auditkit import (
     Outcome,
     Policy,
     SendResult,
+    Target,
 )
+from auditkit._encoding import encode_event
 from auditkit._http import DEFAULT_MAX_RETRY_AFTER
 
 from ._transports import (
@@ -498,6 +501,31 @@ def test_batch_objects_carry_encoded_events(make_recorder: MakeRecorder) -> None
     [batch] = transport.batches
     assert isinstance(batch, Batch)
     assert batch.body.startswith(b'{"events":[{')
+
+
+def test_batches_built_by_the_worker_agree_with_batches_built_by_hand(
+    make_recorder: MakeRecorder,
+) -> None:
+    """The worker writes each event straight into the body; the payloads, the
+    body and the halves of a split are the same as those of Batch(events,
+    payloads)."""
+    transport = RecordingTransport()
+    recorder = make_recorder(transport, batch_size=5, flush_interval=BOUND)
+    for n in range(5):
+        recorder.record(make_event(n, target=Target("doc", "é" * (n + 1))))
+    assert recorder.flush(timeout=BOUND)
+
+    [batch] = transport.batches
+    by_hand = Batch(batch.events, [encode_event(wire) for wire in batch.events])
+    assert batch.payloads == by_hand.payloads
+    assert batch.body == by_hand.body
+    assert json.loads(batch.body)["events"] == list(batch.events)
+    for half, hand_half in zip(batch.split(), by_hand.split(), strict=True):
+        assert (half.events, half.payloads, half.body) == (
+            hand_half.events,
+            hand_half.payloads,
+            hand_half.body,
+        )
 
 
 def test_flush_and_close_called_from_a_worker_hook_do_not_deadlock(
