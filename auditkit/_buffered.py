@@ -186,7 +186,7 @@ class BufferedRecorder(RecorderBase):
         *,
         capacity: int = 10_000,
         policy: Policy = Policy.DROP_NEWEST,
-        batch_size: int = 100,
+        batch_size: int = 500,
         flush_interval: float = 1.0,
         transport: Transport | None = None,
         on_drop: DropHook | None = None,

@@ -35,8 +35,6 @@ SECTIONS = ("costs", "latency", "throughput", "growth", "batch", "middleware")
 #: The service conditions of the latency rows: a healthy local sink, a closed port,
 #: and a sink that takes a second to answer each request.
 SERVICES = ("ok", "unreachable", "slow")
-#: The most events one request may carry (wire protocol v1).
-MAX_BATCH = 500
 _DISTRIBUTIONS = (
     "auditkit",
     "orjson",
@@ -170,13 +168,6 @@ def _run_throughput(
         row = {"client": client, **_child(spec)}
         note(f"throughput {client}: {row.get('events_per_second')} events/s")
         rows.append(row)
-        if client == "auditkit":
-            # The default batch of 100 beside the protocol's largest, the setting
-            # for a high, steady volume.
-            spec["batch_size"] = MAX_BATCH
-            row = {"client": f"auditkit (batch_size={MAX_BATCH})", **_child(spec)}
-            note(f"throughput {row['client']}: {row.get('events_per_second')}")
-            rows.append(row)
     return rows
 
 
