@@ -343,12 +343,12 @@ class FaultStep:
 def plan_faults(settings: SoakSettings) -> list[FaultStep]:
     """The fault schedule: a pure function of the settings, so a seed replays it."""
     rng = random.Random(settings.seed)
-    # One fault of every kind first, at random moments, so that no seed skips a
-    # kind (a bug that shows only after a reset must meet a reset); then a random
-    # stream of faults.
+    # One fault of every kind first, at random moments before the restart (which
+    # comes after 30% of the run), so that no seed skips a kind (a bug that shows
+    # only after a reset must meet a reset); then a random stream of faults.
     steps = [
         FaultStep(
-            rng.uniform(0.0, settings.duration * 0.8), fault=_random_fault(rng, kind)
+            rng.uniform(0.0, settings.duration * 0.3), fault=_random_fault(rng, kind)
         )
         for kind in _FAULT_KINDS
     ]

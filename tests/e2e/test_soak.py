@@ -57,6 +57,23 @@ def test_soak_delivers_each_enqueued_event_once_through_faults_and_a_restart(
     assert result.restarts == sum(step.fault is None for step in plan)
     assert result.restarts >= 1, result.report()
     assert result.stats.retried > 0, result.report()
+    # Every kind of fault planned before the restart reached the server (later
+    # steps are delayed by the restart and may come after the producers ended).
+    restart_at = min((step.at for step in plan if step.fault is None), default=1e9)
+    planned = {
+        _kind(step.fault)
+        for step in plan
+        if step.fault is not None and step.at < restart_at
+    }
+    assert planned <= {_kind(fault) for fault in result.faults}, result.report()
+
+
+def _kind(fault: dict[str, Any]) -> str:
+    if fault.get("drop"):
+        return f"drop {fault['drop']}"
+    if fault.get("status") is not None:
+        return str(fault["status"])
+    return "delay"
 
 
 class _LosesBatchAfterReset:
