@@ -129,8 +129,13 @@ def timeouts_property(
         rig = make_rig(capacity=4, policy=Policy.DROP_NEWEST)
         try:
             rig.hold()
-            for seq, spec in enumerate(records):
-                rig.recorder.record(make_event(seq, spec))
+
+            def record_all() -> None:
+                for seq, spec in enumerate(records):
+                    rig.recorder.record(make_event(seq, spec))
+
+            finished, _ = run_in_thread(record_all, bound)
+            assert finished, "record() blocked while send() hung"
             hangs = rig.transport is not None
 
             finished, flushed = run_in_thread(
