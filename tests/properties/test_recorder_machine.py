@@ -145,7 +145,11 @@ class BufferedRecorderMachine(RuleBasedStateMachine):
     @rule()
     def take(self) -> None:
         """Have the worker take the buffer and park in send() with it."""
-        assert self.recorder.flush(timeout=0) is False
+        finished, flushed = run_in_thread(
+            lambda: self.recorder.flush(timeout=0), RETURN_BOUND
+        )
+        assert finished, "flush(timeout=0) did not return at once"
+        assert flushed is False
         parked = wait_for(lambda: self.transport.parked == 1, self.transport.cond)
         assert parked, "the worker did not take the buffered events"
         self.in_flight, self.buffer = self.buffer, []
