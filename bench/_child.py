@@ -161,7 +161,9 @@ def run_growth(spec: dict[str, Any]) -> dict[str, Any]:
     """record() latency with ``depth`` events already buffered.
 
     The worker is held by a transport that blocks until the measurement is over,
-    so the buffer only grows.
+    so the buffer only grows. The same warm-up as the latency rows runs first, on
+    a recorder of its own, so that the smallest depth is not the one that pays
+    for a cold process.
     """
     import auditkit
     from bench._clients import open_client
@@ -177,6 +179,8 @@ def run_growth(spec: dict[str, Any]) -> dict[str, Any]:
             return None
 
     depth, count = spec["depth"], spec["count"]
+    warm = open_client("auditkit", "http://127.0.0.1:9", transport=_HeldTransport())
+    _time_calls(warm.make_args, warm.call, spec.get("warmup", 0), 5.0)
     client = open_client(
         "auditkit",
         "http://127.0.0.1:9",

@@ -178,6 +178,7 @@ def _run_growth(plan: Plan, note: Any) -> list[dict[str, Any]]:
             "kind": "growth",
             "depth": depth,
             "count": plan.growth_calls,
+            "warmup": plan.latency_warmup,
             "seconds": plan.latency_seconds,
         }
         row = _child(spec, timeout=240.0)
