@@ -70,6 +70,8 @@ _DROP_REASONS = {
 }
 # How long to wait for an external server's health check.
 _PROBE_TIMEOUT = 5.0
+# Options of HttpTransport that configure its own httpx client.
+_TLS_OPTIONS = frozenset({"verify", "cert", "proxy"})
 # One token per test process, so that two runs against one server never collide.
 _RUN_TOKEN = uuid.uuid4().hex[:8]
 
@@ -180,6 +182,8 @@ class FakeAuditServer:
         self._fake_server = fake_server
         self._client = fake_server.Client(url, namespace=namespace, api_key=api_key)
         self._recorders: list[BufferedRecorder] = []
+        # httpx clients made for this test's transports, closed with it.
+        self._clients: list[httpx.Client] = []
         self._log = _RecordLog()
 
     def __repr__(self) -> str:
@@ -281,10 +285,19 @@ class FakeAuditServer:
                 merged with the namespace header.
         """
         headers = {**options.pop("headers", {}), **self.headers}
-        if self._url.startswith("http://") and "client" not in options:
-            # Plain HTTP verifies nothing; skipping the CA bundle saves a load per test.
-            options.setdefault("verify", False)
+        if "client" not in options and not _TLS_OPTIONS & options.keys():
+            # Past the httpx transports that respx and pytest-httpx patch, so that
+            # a test mocking httpx for its own code still delivers here. Closed
+            # with the fixture: a client passed in is not the transport's to close.
+            client = httpx.Client(transport=self._direct_transport())
+            self._clients.append(client)
+            options["client"] = client
         return HttpTransport(self._url, self._api_key, headers=headers, **options)
+
+    def _direct_transport(self) -> httpx.BaseTransport:
+        from fake_server._direct import DirectTransport
+
+        return DirectTransport()
 
     def recorder(self, **options: Any) -> BufferedRecorder:
         """Return a :class:`~auditkit.BufferedRecorder` that delivers here.
@@ -336,6 +349,9 @@ class FakeAuditServer:
             pass
         finally:
             self._client.close()
+            clients, self._clients = self._clients, []
+            for client in clients:
+                client.close()
 
     # The assertion source protocol.
 

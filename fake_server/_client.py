@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import gzip as gzip_module
 import json
-import socket
 import ssl
 from collections.abc import Iterable
 from datetime import datetime
@@ -18,6 +17,8 @@ from auditkit import Event
 from auditkit._ids import format_timestamp
 from auditkit._wire import snapshot_event
 
+from ._direct import DirectTransport
+
 __all__ = [
     "Client",
     "FakeServerError",
@@ -26,11 +27,6 @@ __all__ = [
     "ServerStats",
     "WaitTimeoutError",
 ]
-
-
-# httpx writes a request's headers and body separately; without TCP_NODELAY the
-# body waits for the server's delayed ACK of the headers, about 40 ms on Linux.
-_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 class JournalEntry(TypedDict):
@@ -126,9 +122,9 @@ class Client:
             base_url=url.rstrip("/"),
             headers=headers,
             timeout=timeout,
-            transport=httpx.HTTPTransport(
-                verify=_ssl_context(), socket_options=_SOCKET_OPTIONS
-            ),
+            # Not httpx's own transport: a test that mocks httpx (respx,
+            # pytest-httpx) must still reach the server.
+            transport=DirectTransport(ssl_context=_ssl_context()),
         )
 
     def __repr__(self) -> str:

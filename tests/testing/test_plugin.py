@@ -100,6 +100,35 @@ def test_a_users_passing_tests_pass_with_every_fixture(
     result.assert_outcomes(passed=4)
 
 
+def test_the_fake_server_fixtures_work_while_the_test_mocks_httpx(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that mocks httpx for its own code (respx answering every request,
+    refusing unmocked ones) still delivers to and reads from the fake server."""
+    pytester.makepyfile(
+        """
+        import httpx
+        import respx
+        from auditkit import Event
+        from auditkit_testing import assert_recorded
+
+        def test_mocked(fake_audit_server, audit_buffered_recorder):
+            with respx.mock() as mock:
+                mock.get("https://api.example.test/users").respond(json=[])
+                assert httpx.get("https://api.example.test/users").json() == []
+
+                audit_buffered_recorder.record(Event(action="user.list"))
+
+                assert_recorded(fake_audit_server, "user.list", timeout=10)
+                assert fake_audit_server.requests()[0]["status"] == 200
+        """
+    )
+
+    result = _run(pytester)
+
+    result.assert_outcomes(passed=1)
+
+
 def test_a_wrong_assertion_names_the_closest_event_and_the_differing_field(
     pytester: pytest.Pytester,
 ) -> None:
