@@ -194,4 +194,4 @@ def test_state_machine_catches_a_batch_forgotten_after_a_connection_reset() -> N
         mutate = staticmethod(forget_batch_after_reset)
 
     with pytest.raises(AssertionError):
-        run_state_machine_as_test(Mutated, settings=HUNT)  # type: ignore[no-untyped-call]
+        _run_machine(Mutated, settings=HUNT)
