@@ -289,15 +289,12 @@ class FakeAuditServer:
             # Past the httpx transports that respx and pytest-httpx patch, so that
             # a test mocking httpx for its own code still delivers here. Closed
             # with the fixture: a client passed in is not the transport's to close.
-            client = httpx.Client(transport=self._direct_transport())
+            from fake_server._direct import DirectTransport
+
+            client = httpx.Client(transport=DirectTransport())
             self._clients.append(client)
             options["client"] = client
         return HttpTransport(self._url, self._api_key, headers=headers, **options)
-
-    def _direct_transport(self) -> httpx.BaseTransport:
-        from fake_server._direct import DirectTransport
-
-        return DirectTransport()
 
     def recorder(self, **options: Any) -> BufferedRecorder:
         """Return a :class:`~auditkit.BufferedRecorder` that delivers here.
